@@ -1,0 +1,2 @@
+//! Layer write and read benchmark (filled below).
+fn main() {}

@@ -1,0 +1,91 @@
+//! The std engine: blocking system calls. Also the home of the namespace operations that the
+//! io_uring engine shares.
+
+use super::{EngineKind, IoEngine, IoFile};
+use rustix::fs::{CWD, RenameFlags};
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Blocking system calls through `std` and `rustix`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StdEngine;
+
+#[derive(Debug)]
+struct StdFile(File);
+
+impl IoFile for StdFile {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+    fn fsync(&self) -> io::Result<()> {
+        self.0.sync_all()
+    }
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+}
+
+/// Opens a new file with `O_CREAT | O_EXCL | O_CLOEXEC`, mode 0644.
+pub(super) fn create_exclusive_std(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+}
+
+pub(super) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    rustix::fs::renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(io::Error::from)
+}
+
+pub(super) fn fsync_dir(dir: &Path) -> io::Result<()> {
+    let fd = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    rustix::fs::fsync(&fd).map_err(io::Error::from)
+}
+
+pub(super) fn list_dir(dir: &Path) -> io::Result<Vec<OsString>> {
+    std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect()
+}
+
+impl IoEngine for StdEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Std
+    }
+    fn create_exclusive(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
+        Ok(Box::new(StdFile(create_exclusive_std(path)?)))
+    }
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
+        Ok(Box::new(StdFile(File::open(path)?)))
+    }
+    fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        rename_noreplace(from, to)
+    }
+    fn link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::hard_link(from, to)
+    }
+    fn unlink(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+    fn fsync_dir(&self, dir: &Path) -> io::Result<()> {
+        fsync_dir(dir)
+    }
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<OsString>> {
+        list_dir(dir)
+    }
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+}

@@ -1,0 +1,32 @@
+//! Layer files of the page server: the immutable, checksummed files that hold a timeline's
+//! pages, and the primitives that put them on disk without ever overwriting one.
+//!
+//! * [`Key`], [`Lsn`] and [`Value`]: what a record is ([`redo`] rebuilds a page from values).
+//! * [`DeltaLayerWriter`], [`ImageLayerWriter`] and [`LayerReader`]: the file format of
+//!   [`format`], written in one pass and read with O(log n) block reads.
+//! * [`durable`]: temp files, fsync and publish with `RENAME_NOREPLACE` (invariants I1, I2).
+//! * [`io`]: the I/O engine (io_uring or std), the only way this project touches files.
+//! * [`name`]: layer names, generations and file names.
+//!
+//! **Architecture invariant:** this crate knows nothing of tenants, HTTP or object storage, and
+//! does no network I/O.
+
+pub mod durable;
+mod error;
+pub mod failpoints;
+pub mod format;
+pub mod fuzzing;
+pub mod io;
+mod key;
+pub mod name;
+pub mod reader;
+pub mod redo;
+pub mod value;
+pub mod writer;
+
+pub use error::{LayerError, Result};
+pub use key::{Key, Lsn, ParseKeyError};
+pub use name::{Generation, LayerFileName, LayerName};
+pub use reader::LayerReader;
+pub use value::Value;
+pub use writer::{DeltaLayerWriter, FinishedLayer, ImageLayerWriter, LayerInfo};

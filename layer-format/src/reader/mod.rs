@@ -1,0 +1,347 @@
+//! The layer reader: open (checks the summary), point reads, ordered scans and `verify`.
+//!
+//! Every block and blob is checked when it is read: block checksums, node layout, that index
+//! entries lie inside the summary's ranges and point inside the blob stream, that child links
+//! point at the level below, blob checksums, and value encoding. A corrupt, truncated or foreign
+//! file therefore yields a [`LayerError`] naming the path and offset, never a panic and never
+//! wrong data. `get` touches O(height) index blocks plus one neighbouring leaf at most per
+//! leaf of versions walked; nothing reads the whole file except `verify`.
+
+mod iter;
+mod verify;
+
+pub use iter::LayerIter;
+pub use verify::VerifyReport;
+
+use crate::error::{LayerError, Result};
+use crate::format::blob::{BLOB_HEADER_SIZE, MAX_BLOB_PAYLOAD, decode_header};
+use crate::format::node::{Node, NodeError, decode_node};
+use crate::format::summary::{Summary, SummaryError};
+use crate::format::{BLOCK_SIZE, BLOCK_SIZE_U64, FORMAT_VERSION, LayerKind};
+use crate::io::{IoEngine, IoFile};
+use crate::value::{PAGE_SIZE, Value};
+use crate::{Key, Lsn};
+use bytes::Bytes;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How much a point read fetches in one go: an 8 KiB page value and its headers.
+const POINT_READ_BYTES: usize = BLOB_HEADER_SIZE + 1 + PAGE_SIZE + 64;
+
+/// An open layer file.
+#[derive(Debug)]
+pub struct LayerReader {
+    path: PathBuf,
+    file: Box<dyn IoFile>,
+    summary: Summary,
+}
+
+impl LayerReader {
+    /// Opens a layer file and checks its summary and size.
+    pub fn open(engine: &Arc<dyn IoEngine>, path: &Path) -> Result<LayerReader> {
+        let file = engine
+            .open_read(path)
+            .map_err(|e| LayerError::io("open", path, e))?;
+        LayerReader::from_file(path, file)
+    }
+
+    /// Opens a layer from an already open file; `path` names it in errors.
+    pub fn from_file(path: &Path, file: Box<dyn IoFile>) -> Result<LayerReader> {
+        let path = path.to_path_buf();
+        let size = file.size().map_err(|e| LayerError::io("stat", &path, e))?;
+        if size < BLOCK_SIZE_U64 {
+            return Err(LayerError::SizeMismatch {
+                path,
+                expected: BLOCK_SIZE_U64,
+                actual: size,
+            });
+        }
+        if size % BLOCK_SIZE_U64 != 0 {
+            return Err(LayerError::Corrupt {
+                path,
+                offset: size,
+                what: "file",
+                reason: format!("size {size} is not a whole number of {BLOCK_SIZE}-byte blocks"),
+            });
+        }
+        let offset = size - BLOCK_SIZE_U64;
+        let mut block = Box::new([0u8; BLOCK_SIZE]);
+        read_exact(&*file, &path, &mut block[..], offset)?;
+        let summary = Summary::decode(&block).map_err(|e| match e {
+            SummaryError::BadMagic(found) => LayerError::BadMagic {
+                path: path.clone(),
+                offset,
+                found,
+            },
+            SummaryError::Checksum { expected, actual } => LayerError::ChecksumMismatch {
+                path: path.clone(),
+                offset,
+                what: "summary",
+                expected,
+                actual,
+            },
+            SummaryError::Version(version) => LayerError::UnsupportedVersion {
+                path: path.clone(),
+                version,
+                supported: FORMAT_VERSION,
+            },
+            SummaryError::Invalid(reason) => LayerError::Corrupt {
+                path: path.clone(),
+                offset,
+                what: "summary",
+                reason,
+            },
+        })?;
+        if summary.file_size_bytes != size {
+            return Err(LayerError::SizeMismatch {
+                path,
+                expected: summary.file_size_bytes,
+                actual: size,
+            });
+        }
+        Ok(LayerReader {
+            path,
+            file,
+            summary,
+        })
+    }
+
+    /// The file's summary.
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    /// The path the reader was opened with.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The values this layer holds for rebuilding `key` at `lsn`: records of `key` at or below
+    /// `lsn`, newest first, ending at the first image or `will_init` record if there is one.
+    pub fn get(&self, key: Key, lsn: Lsn) -> Result<Vec<(Lsn, Value)>> {
+        let mut out = Vec::new();
+        if !self.summary.key_range.contains(&key) || self.summary.record_count == 0 {
+            return Ok(out);
+        }
+        let target = (key, lsn);
+        let (mut block, mut node) = self.find_leaf(target)?;
+        let Some(mut i) = node.last_at_or_below(target) else {
+            return Ok(out);
+        };
+        loop {
+            let e = node.entries[i];
+            if e.key != key {
+                break;
+            }
+            let value = self.read_value(e.value)?;
+            let base = value.is_base();
+            out.push((e.lsn, value));
+            if base {
+                break;
+            }
+            if i > 0 {
+                i -= 1;
+                continue;
+            }
+            if block == self.summary.index_start_block {
+                break;
+            }
+            block -= 1;
+            node = self.read_node(block, 0)?;
+            i = node
+                .entries
+                .len()
+                .checked_sub(1)
+                .ok_or_else(|| self.empty_leaf(block))?;
+        }
+        Ok(out)
+    }
+
+    /// Iterates over the records with keys in `key_range`, in `(key, lsn)` order.
+    pub fn iter(&self, key_range: Range<Key>) -> LayerIter<'_> {
+        LayerIter::new(self, key_range)
+    }
+
+    /// Descends from the root to the leaf that holds the last entry at or below `pos` (or the
+    /// first leaf if `pos` is below every entry).
+    fn find_leaf(&self, pos: (Key, Lsn)) -> Result<(u32, Node)> {
+        let s = &self.summary;
+        let mut block = s.index_root_block;
+        let mut level = s.index_height - 1;
+        loop {
+            let node = self.read_node(block, level)?;
+            if level == 0 {
+                return Ok((block, node));
+            }
+            let i = node.last_at_or_below(pos).unwrap_or(0);
+            let child = node.entries[i].value;
+            let lowest = u64::from(s.index_start_block);
+            let below = if level == 1 {
+                lowest + u64::from(s.leaf_blocks)
+            } else {
+                u64::from(block)
+            };
+            if child < lowest || child >= below {
+                return Err(self.corrupt(
+                    block_offset(block),
+                    "index block",
+                    format!("child link {child} outside blocks {lowest}..{below}"),
+                ));
+            }
+            block = child as u32;
+            level -= 1;
+        }
+    }
+
+    /// Reads and checks index block `block`, which must be a node of `level`.
+    fn read_node(&self, block: u32, level: u16) -> Result<Node> {
+        let offset = block_offset(block);
+        let mut buf = Box::new([0u8; BLOCK_SIZE]);
+        read_exact(&*self.file, &self.path, &mut buf[..], offset)?;
+        let node = decode_node(&buf).map_err(|e| match e {
+            NodeError::Checksum { expected, actual } => LayerError::ChecksumMismatch {
+                path: self.path.clone(),
+                offset,
+                what: "index block",
+                expected,
+                actual,
+            },
+            NodeError::Invalid(reason) => self.corrupt(offset, "index block", reason),
+        })?;
+        if u16::from(node.level) != level {
+            return Err(self.corrupt(
+                offset,
+                "index block",
+                format!("level {} where {level} belongs", node.level),
+            ));
+        }
+        let s = &self.summary;
+        if node.entries.is_empty() && (level > 0 || s.record_count > 0) {
+            return Err(self.empty_leaf(block));
+        }
+        for e in &node.entries {
+            if !s.key_range.contains(&e.key) || !s.lsn_range.contains(&e.lsn) {
+                return Err(self.corrupt(
+                    offset,
+                    "index block",
+                    format!("entry ({}, {}) outside the layer's ranges", e.key, e.lsn),
+                ));
+            }
+            if level == 0 && e.value >= s.blob_bytes {
+                return Err(self.corrupt(
+                    offset,
+                    "index block",
+                    format!("blob offset {} past the blob stream", e.value),
+                ));
+            }
+        }
+        Ok(node)
+    }
+
+    fn empty_leaf(&self, block: u32) -> LayerError {
+        self.corrupt(
+            block_offset(block),
+            "index block",
+            "empty node in a non-empty index".into(),
+        )
+    }
+
+    /// Reads the value of the blob at `offset` with one read for page-sized values.
+    fn read_value(&self, offset: u64) -> Result<Value> {
+        let avail = self.summary.blob_bytes.saturating_sub(offset);
+        let mut buf = vec![0u8; POINT_READ_BYTES.min(avail as usize)];
+        if buf.len() < BLOB_HEADER_SIZE {
+            return Err(self.corrupt(
+                offset,
+                "blob",
+                "blob header runs past the blob stream".into(),
+            ));
+        }
+        read_exact(&*self.file, &self.path, &mut buf, offset)?;
+        let header = decode_header(buf[..BLOB_HEADER_SIZE].try_into().expect("header"));
+        let total = self.check_blob_len(offset, header.len)?;
+        if buf.len() < total {
+            let have = buf.len();
+            buf.resize(total, 0);
+            read_exact(
+                &*self.file,
+                &self.path,
+                &mut buf[have..],
+                offset + have as u64,
+            )?;
+        }
+        buf.truncate(total);
+        self.decode_blob(offset, Bytes::from(buf))
+    }
+
+    /// Checks a blob length from a header at `offset`; returns header plus payload size.
+    fn check_blob_len(&self, offset: u64, len: usize) -> Result<usize> {
+        let total = BLOB_HEADER_SIZE + len;
+        if len > MAX_BLOB_PAYLOAD || offset + total as u64 > self.summary.blob_bytes {
+            return Err(self.corrupt(
+                offset,
+                "blob",
+                format!("length {len} runs past the blob stream"),
+            ));
+        }
+        Ok(total)
+    }
+
+    /// Checks and decodes a whole blob (header and payload).
+    fn decode_blob(&self, offset: u64, blob: Bytes) -> Result<Value> {
+        let header = decode_header(blob[..BLOB_HEADER_SIZE].try_into().expect("header"));
+        let payload = blob.slice(BLOB_HEADER_SIZE..);
+        let actual = crc32c::crc32c(&payload);
+        if actual != header.crc {
+            return Err(LayerError::ChecksumMismatch {
+                path: self.path.clone(),
+                offset,
+                what: "blob",
+                expected: header.crc,
+                actual,
+            });
+        }
+        let value = Value::decode(payload).map_err(|source| LayerError::BadValue {
+            path: self.path.clone(),
+            offset,
+            source,
+        })?;
+        if self.summary.kind == LayerKind::Image && !matches!(value, Value::Image(_)) {
+            return Err(self.corrupt(offset, "blob", "a delta record in an image layer".into()));
+        }
+        Ok(value)
+    }
+
+    fn corrupt(&self, offset: u64, what: &'static str, reason: String) -> LayerError {
+        LayerError::Corrupt {
+            path: self.path.clone(),
+            offset,
+            what,
+            reason,
+        }
+    }
+}
+
+fn block_offset(block: u32) -> u64 {
+    u64::from(block) * BLOCK_SIZE_U64
+}
+
+fn read_exact(file: &dyn IoFile, path: &Path, buf: &mut [u8], offset: u64) -> Result<()> {
+    file.read_exact_at(buf, offset)
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::UnexpectedEof => LayerError::Corrupt {
+                path: path.to_path_buf(),
+                offset,
+                what: "file",
+                reason: format!("ends before the {} bytes at this offset", buf.len()),
+            },
+            _ => LayerError::Io {
+                op: "read",
+                path: path.to_path_buf(),
+                offset: Some(offset),
+                source,
+            },
+        })
+}

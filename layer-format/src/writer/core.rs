@@ -1,0 +1,289 @@
+//! What the two writers share: blob stream, in-memory leaf entries, index and summary encoding,
+//! whole-file checksum, fsync and publish.
+
+use crate::durable::{self, SyncedFile, TempFile};
+use crate::error::Result;
+use crate::failpoints::io_failpoint;
+use crate::format::blob::{BLOB_HEADER_SIZE, MAX_BLOB_PAYLOAD};
+use crate::format::node::{Entry, NODE_CAPACITY, encode_node};
+use crate::format::summary::{Summary, index_shape};
+use crate::format::{BLOCK_SIZE, BLOCK_SIZE_U64, LayerKind};
+use crate::io::IoEngine;
+use crate::name::{Generation, LayerFileName, LayerName};
+use crate::value::Value;
+use crate::{Key, LayerError, Lsn};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Size of one write to the file.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// What a published (or ready to publish) layer file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Layer name and generation: the file name.
+    pub file_name: LayerFileName,
+    /// Full path of the file under its final name.
+    pub path: PathBuf,
+    /// Size of the file in bytes.
+    pub size_bytes: u64,
+    /// CRC32C of the whole file, for the index to record.
+    pub checksum: u32,
+    /// Number of records.
+    pub record_count: u64,
+}
+
+/// A finished layer still under its temp name, fsynced: publish it alone with
+/// [`FinishedLayer::publish`] or with others through [`durable::publish_batch`].
+/// Dropping it removes the temp file.
+#[must_use = "a finished layer is removed when dropped unless published"]
+#[derive(Debug)]
+pub struct FinishedLayer {
+    /// What the layer is.
+    pub info: LayerInfo,
+    /// The synced temp file.
+    pub file: SyncedFile,
+}
+
+impl FinishedLayer {
+    /// Publishes the layer under its final name (never overwriting).
+    pub fn publish(self) -> Result<LayerInfo> {
+        durable::publish(self.file)?;
+        Ok(self.info)
+    }
+}
+
+pub(super) struct WriterCore {
+    kind: LayerKind,
+    temp: TempFile,
+    dir: PathBuf,
+    generation: Generation,
+    key_range: Range<Key>,
+    lsn_range: Range<Lsn>,
+    buf: Vec<u8>,
+    /// Bytes already written to the file.
+    written: u64,
+    /// CRC32C of the bytes written so far.
+    file_crc: u32,
+    leaves: Vec<Entry>,
+    last: Option<(Key, Lsn)>,
+}
+
+impl std::fmt::Debug for WriterCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayerWriter")
+            .field("temp", &self.temp.temp_path())
+            .field("records", &self.leaves.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn layer_name(kind: LayerKind, key_range: Range<Key>, lsn_range: Range<Lsn>) -> LayerName {
+    match kind {
+        LayerKind::Delta => LayerName::Delta {
+            key_range,
+            lsn_range,
+        },
+        LayerKind::Image => LayerName::Image {
+            key_range,
+            lsn: lsn_range.start,
+        },
+    }
+}
+
+impl WriterCore {
+    pub(super) fn new(
+        engine: &Arc<dyn IoEngine>,
+        dir: &Path,
+        generation: Generation,
+        kind: LayerKind,
+        key_range: Range<Key>,
+        lsn_range: Range<Lsn>,
+    ) -> Result<WriterCore> {
+        assert!(
+            key_range.start < key_range.end,
+            "empty key range {key_range:?}"
+        );
+        assert!(
+            lsn_range.start < lsn_range.end,
+            "empty LSN range {lsn_range:?}"
+        );
+        let name = LayerFileName {
+            layer: layer_name(kind, key_range.clone(), lsn_range.clone()),
+            generation,
+        };
+        let temp = TempFile::create(engine, &dir.join(name.to_string()))?;
+        Ok(WriterCore {
+            kind,
+            temp,
+            dir: dir.to_path_buf(),
+            generation,
+            key_range,
+            lsn_range,
+            buf: Vec::with_capacity(WRITE_CHUNK + BLOCK_SIZE * 2),
+            written: 0,
+            file_crc: 0,
+            leaves: Vec::new(),
+            last: None,
+        })
+    }
+
+    pub(super) fn record_count(&self) -> u64 {
+        self.leaves.len() as u64
+    }
+
+    pub(super) fn put(&mut self, key: Key, lsn: Lsn, value: &Value) -> Result<()> {
+        assert!(
+            self.key_range.contains(&key),
+            "key {key} outside {:?}",
+            self.key_range
+        );
+        assert!(
+            self.lsn_range.contains(&lsn),
+            "LSN {lsn} outside {:?}",
+            self.lsn_range
+        );
+        if let Some(last) = self.last {
+            assert!(
+                last < (key, lsn),
+                "record ({key}, {lsn}) is not after {last:?}"
+            );
+        }
+        if let Err(e) = value.validate() {
+            panic!("invalid value for ({key}, {lsn}): {e}");
+        }
+        let len = value.encoded_len();
+        assert!(len <= MAX_BLOB_PAYLOAD, "value of {len} bytes is too large");
+        let offset = self.written + self.buf.len() as u64;
+        let header_at = self.buf.len();
+        self.buf.extend_from_slice(&(len as u32).to_be_bytes());
+        self.buf.extend_from_slice(&[0; 4]);
+        value.encode_into(&mut self.buf);
+        let crc = crc32c::crc32c(&self.buf[header_at + BLOB_HEADER_SIZE..]);
+        self.buf[header_at + 4..header_at + 8].copy_from_slice(&crc.to_be_bytes());
+        self.leaves.push(Entry {
+            key,
+            lsn,
+            value: offset,
+        });
+        self.last = Some((key, lsn));
+        if self.buf.len() >= WRITE_CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.temp.write_all_at(&self.buf, self.written)?;
+        self.file_crc = crc32c::crc32c_append(self.file_crc, &self.buf);
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn append_block(&mut self, block: &[u8; BLOCK_SIZE]) -> Result<()> {
+        self.buf.extend_from_slice(block);
+        if self.buf.len() >= WRITE_CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes index and summary and fsyncs; the file stays under its temp name.
+    pub(super) fn finish_unpublished(mut self, key_end: Option<Key>) -> Result<FinishedLayer> {
+        (|| -> std::io::Result<()> {
+            io_failpoint!("layer-writer-before-finish");
+            Ok(())
+        })()
+        .map_err(|e| LayerError::io("finish", self.temp.temp_path(), e))?;
+        if let Some(end) = key_end {
+            assert!(
+                end > self.key_range.start && end <= self.key_range.end,
+                "key end {end} outside {:?}",
+                self.key_range
+            );
+            if let Some((last, _)) = self.last {
+                assert!(last < end, "key end {end} is not above the last key {last}");
+            }
+            self.key_range.end = end;
+        }
+        let blob_bytes = self.written + self.buf.len() as u64;
+        let pad = blob_bytes.next_multiple_of(BLOCK_SIZE_U64) - blob_bytes;
+        self.buf.resize(self.buf.len() + pad as usize, 0);
+        let index_start_block = blob_bytes.div_ceil(BLOCK_SIZE_U64);
+
+        // Leaves, then each level above, bottom-up; each level indexes the one below it.
+        let leaves = std::mem::take(&mut self.leaves);
+        let record_count = leaves.len() as u64;
+        let mut next_block = index_start_block;
+        let mut level_entries = leaves;
+        let mut level = 0u8;
+        let mut leaf_blocks = 0u64;
+        loop {
+            let mut parents = Vec::with_capacity(level_entries.len().div_ceil(NODE_CAPACITY));
+            let chunks: Vec<&[Entry]> = if level_entries.is_empty() {
+                vec![&[]]
+            } else {
+                level_entries.chunks(NODE_CAPACITY).collect()
+            };
+            for chunk in chunks {
+                if let Some(first) = chunk.first() {
+                    parents.push(Entry {
+                        key: first.key,
+                        lsn: first.lsn,
+                        value: next_block,
+                    });
+                }
+                self.append_block(&encode_node(level, chunk))?;
+                next_block += 1;
+            }
+            if level == 0 {
+                leaf_blocks = next_block - index_start_block;
+            }
+            if parents.len() <= 1 {
+                break;
+            }
+            level_entries = parents;
+            level += 1;
+        }
+        let index_root_block = next_block - 1;
+        let (index_blocks, index_height) = index_shape(leaf_blocks);
+        assert_eq!(index_start_block + index_blocks, next_block, "index shape");
+
+        let summary = Summary {
+            kind: self.kind,
+            key_range: self.key_range.clone(),
+            lsn_range: self.lsn_range.clone(),
+            record_count,
+            blob_bytes,
+            index_start_block: u32::try_from(index_start_block).expect("layer below 32 TiB"),
+            leaf_blocks: leaf_blocks as u32,
+            index_root_block: index_root_block as u32,
+            index_height,
+            file_size_bytes: (index_root_block + 2) * BLOCK_SIZE_U64,
+        };
+        self.append_block(&summary.encode())?;
+        self.flush()?;
+        assert_eq!(self.written, summary.file_size_bytes, "file size");
+
+        let file_name = LayerFileName {
+            layer: layer_name(self.kind, self.key_range.clone(), self.lsn_range.clone()),
+            generation: self.generation,
+        };
+        let path = self.dir.join(file_name.to_string());
+        self.temp.retarget(&path);
+        let info = LayerInfo {
+            file_name,
+            path,
+            size_bytes: self.written,
+            checksum: self.file_crc,
+            record_count,
+        };
+        let file = self.temp.sync()?;
+        Ok(FinishedLayer { info, file })
+    }
+}

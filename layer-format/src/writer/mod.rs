@@ -1,0 +1,18 @@
+//! Layer writers: [`DeltaLayerWriter`] and [`ImageLayerWriter`].
+//!
+//! Both stream records into a temp file (blob stream first, in 1 MiB writes), keep the index
+//! leaf entries in memory (32 bytes per record), and on `finish` append the index and the
+//! summary, fsync and publish through [`crate::durable`]. Memory is bounded by the record count,
+//! not the value sizes.
+//!
+//! Contract (asserted: breaking it is a programmer error): records arrive strictly ascending by
+//! `(key, lsn)`, inside the declared key range (and LSN range); nothing is written after
+//! `finish`, which consumes the writer. Dropping an unfinished writer removes its temp file.
+
+mod core;
+mod delta;
+mod image;
+
+pub use self::core::{FinishedLayer, LayerInfo};
+pub use delta::DeltaLayerWriter;
+pub use image::ImageLayerWriter;
