@@ -82,23 +82,50 @@ pub fn publish(file: SyncedFile) -> Result<PathBuf> {
     Ok(target)
 }
 
-/// A batch that was not published. Every name the batch had published is removed again.
+/// A batch that was not published. Nothing of the batch is left under a final name.
 #[derive(Debug, thiserror::Error)]
 #[error("publish batch: {error}")]
 pub struct BatchPublishError {
     /// What failed; [`LayerError::AlreadyExists`] names the taken final name.
     #[source]
     pub error: LayerError,
-    /// Files of the batch still under their temp names, in batch order, starting with the one
-    /// whose rename failed: the caller may move a leftover aside and publish them again. Empty
-    /// if the failure came after all the renames (the files are then gone).
+    /// The files of the batch, in batch order, back under their temp names and still synced,
+    /// when the failure was a rename: the caller may move a leftover aside and publish them
+    /// again. Empty if the failure came after the renames (the directory fsync): the files
+    /// were removed, since the state of a directory whose fsync failed is unknown.
     pub unpublished: Vec<SyncedFile>,
+}
+
+/// Moves a file this batch just published back to its temp name, so that the batch can be
+/// handed back whole. If that fails the file is removed instead, and `false` returned.
+fn move_back(tf: &mut TempFile) -> bool {
+    let engine = tf.engine().clone();
+    let (temp, target) = (tf.temp_path().to_path_buf(), tf.final_path().to_path_buf());
+    let res = match engine.rename_noreplace(&target, &temp) {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => engine
+            .link(&target, &temp)
+            .and_then(|()| engine.unlink(&target)),
+        res => res,
+    };
+    match res {
+        Ok(()) => {
+            tf.rearm();
+            true
+        }
+        Err(e) => {
+            tracing::warn!(path = %target.display(), "move published file back to its temp name: {e}");
+            if let Err(e) = engine.unlink(&target) {
+                tracing::warn!(path = %target.display(), "remove published file after failed batch: {e}");
+            }
+            false
+        }
+    }
 }
 
 /// Publishes files of one directory as a batch: one rename each, then one directory fsync.
 ///
-/// All or nothing: if any rename fails, the renames already done are undone and the files not
-/// yet renamed are handed back in [`BatchPublishError::unpublished`], still synced temp files.
+/// All or nothing: if a rename fails, the files already renamed are moved back to their temp
+/// names and the whole batch is handed back in [`BatchPublishError::unpublished`].
 pub fn publish_batch(files: Vec<SyncedFile>) -> Result<Vec<PathBuf>, BatchPublishError> {
     let Some(first) = files.first() else {
         return Ok(Vec::new());
@@ -108,19 +135,26 @@ pub fn publish_batch(files: Vec<SyncedFile>) -> Result<Vec<PathBuf>, BatchPublis
         files.iter().all(|f| parent(f.final_path()) == dir),
         "a batch publishes into one directory"
     );
-    let mut published = Vec::with_capacity(files.len());
     let mut done: Vec<TempFile> = Vec::with_capacity(files.len());
     let mut rest = files.into_iter();
     while let Some(SyncedFile(mut tf)) = rest.next() {
         if let Err(error) = rename_into_place(&mut tf) {
-            unpublish(&tf, &published);
-            let mut unpublished = vec![SyncedFile(tf)];
+            let mut unpublished = Vec::with_capacity(done.len() + 1 + rest.len());
+            for mut d in done {
+                if move_back(&mut d) {
+                    unpublished.push(SyncedFile(d));
+                }
+            }
+            unpublished.push(SyncedFile(tf));
             unpublished.extend(rest);
+            if let Err(e) = engine_of(&unpublished).fsync_dir(&dir) {
+                tracing::warn!("fsync directory after undoing a batch: {e}");
+            }
             return Err(BatchPublishError { error, unpublished });
         }
-        published.push(tf.final_path().to_path_buf());
         done.push(tf);
     }
+    let published: Vec<PathBuf> = done.iter().map(|t| t.final_path().to_path_buf()).collect();
     let last = done.last().expect("batch is not empty");
     if let Err(error) = sync_dir_after_rename(last, &dir) {
         unpublish(last, &published);
@@ -130,4 +164,8 @@ pub fn publish_batch(files: Vec<SyncedFile>) -> Result<Vec<PathBuf>, BatchPublis
         });
     }
     Ok(published)
+}
+
+fn engine_of(files: &[SyncedFile]) -> &std::sync::Arc<dyn crate::io::IoEngine> {
+    files[0].0.engine()
 }

@@ -131,6 +131,11 @@ impl TempFile {
     pub(super) fn disarm(&mut self) {
         self.armed = false;
     }
+
+    /// Called when the file is back under its temp name.
+    pub(super) fn rearm(&mut self) {
+        self.armed = true;
+    }
 }
 
 impl Drop for TempFile {
