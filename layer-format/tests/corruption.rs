@@ -1,5 +1,9 @@
 //! A corrupt, truncated or foreign file gives a typed error naming the path and offset: never a
 //! panic, never wrong data.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod common;
 

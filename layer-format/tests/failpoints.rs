@@ -2,6 +2,10 @@
 //! fsync the temp file is discarded and the final name never appears; every other injected
 //! failure leaves no temp file and no final name behind.
 #![cfg(feature = "testing")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod common;
 

@@ -1,5 +1,9 @@
 //! Property tests against a `BTreeMap` model: whatever records a writer is given, `get` and
 //! ordered iteration return exactly what the model says, on both I/O engines.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod common;
 

@@ -1,6 +1,10 @@
 //! The publish-once primitive (I1): a final name is never overwritten, temp files never
 //! outlive a failed or abandoned write, and the `link` + `unlink` fallback for filesystems
 //! without `RENAME_NOREPLACE` keeps the same guarantees.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod common;
 
