@@ -1,2 +1,267 @@
-//! Layer write and read benchmark (filled below).
-fn main() {}
+//! Layer write and read benchmark: `cargo bench -p layer-format`.
+//!
+//! Measures, in one run and on the same filesystem, for each I/O engine:
+//!
+//! * the ceiling: `LAYER_BENCH_MIB` (default 256) MiB written in 1 MiB chunks, then fsync;
+//! * a delta layer of 8 KiB values, a delta layer of 100-byte values and an image layer of the
+//!   same size, each including index, summary, fsync and publish;
+//!
+//! and prints MB/s and the ratio to that engine's ceiling: each layer run is paired with a
+//! ceiling run just before it, and the medians over `LAYER_BENCH_RUNS` (default 5) pairs are shown. Then warm point-read latency (p50, p99) on the 8 KiB and 100-byte layers.
+//! Files go to a temp directory under `LAYER_BENCH_DIR` (default: the system temp dir).
+#![allow(
+    clippy::unwrap_used,
+    reason = "benchmark harness: any failure aborts the run"
+)]
+
+use bytes::Bytes;
+use layer_format::io::{EngineChoice, IoEngine, open_engine};
+use layer_format::name::Generation;
+use layer_format::value::{PAGE_SIZE, Patch, encode_patches};
+use layer_format::{DeltaLayerWriter, ImageLayerWriter, Key, LayerReader, Lsn, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const MIB: usize = 1 << 20;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Deterministic noise, so that no layer of the stack can compress the data.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn median_f(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64()
+}
+
+fn ceiling(engine: &Arc<dyn IoEngine>, dir: &Path, total: usize) -> Duration {
+    let mut chunk = noise(MIB, 7);
+    let path = dir.join("ceiling");
+    let start = Instant::now();
+    let f = engine.create_exclusive(&path).unwrap();
+    for i in 0..total / MIB {
+        // Owned writes: the cheapest path each engine has (no copy for io_uring).
+        let (back, res) = f.write_all_at_owned(chunk, (i * MIB) as u64);
+        res.unwrap();
+        chunk = back;
+    }
+    f.fsync().unwrap();
+    let d = start.elapsed();
+    drop(f);
+    std::fs::remove_file(&path).unwrap();
+    d
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Workload {
+    Delta8k,
+    Delta100,
+    Image,
+}
+
+impl Workload {
+    fn label(self) -> &'static str {
+        match self {
+            Workload::Delta8k => "delta layer, 8 KiB values",
+            Workload::Delta100 => "delta layer, 100-byte values",
+            Workload::Image => "image layer",
+        }
+    }
+}
+
+/// Writes one layer of about `total` bytes; returns time, file size and path.
+fn write_layer(
+    engine: &Arc<dyn IoEngine>,
+    dir: &Path,
+    w: Workload,
+    total: usize,
+    pages: &[Bytes],
+    small: &[Value],
+) -> (Duration, u64, PathBuf) {
+    let gen_ = Generation(1);
+    let start = Instant::now();
+    let info = match w {
+        Workload::Delta8k | Workload::Delta100 => {
+            // On disk a record is a blob (8-byte header + value) and a 32-byte index entry.
+            let per = if matches!(w, Workload::Delta8k) {
+                PAGE_SIZE + 1
+            } else {
+                101
+            };
+            let n = total / (per + 8 + 32);
+            // Distinct LSN ranges keep the two delta layers' names apart.
+            let lsn_end = if matches!(w, Workload::Delta8k) {
+                1000
+            } else {
+                2000
+            };
+            let mut wr =
+                DeltaLayerWriter::new(engine, dir, gen_, Key::MIN..Key::MAX, Lsn(1)..Lsn(lsn_end))
+                    .unwrap();
+            for i in 0..n {
+                // Ten versions per key, like a stream of updates.
+                let (k, l) = ((i / 10) as u128, (i % 10) as u64 + 1);
+                let v = match w {
+                    Workload::Delta8k => Value::Image(pages[i % pages.len()].clone()),
+                    _ => small[i % small.len()].clone(),
+                };
+                wr.put(Key::from_u128(k), Lsn(l), &v).unwrap();
+            }
+            wr.finish().unwrap()
+        }
+        Workload::Image => {
+            let n = total / (PAGE_SIZE + 1 + 8 + 32);
+            let mut wr =
+                ImageLayerWriter::new(engine, dir, gen_, Key::MIN..Key::MAX, Lsn(5)).unwrap();
+            for i in 0..n {
+                wr.put(Key::from_u128(i as u128), pages[i % pages.len()].clone())
+                    .unwrap();
+            }
+            wr.finish().unwrap()
+        }
+    };
+    (start.elapsed(), info.size_bytes, info.path)
+}
+
+fn point_reads(engine: &Arc<dyn IoEngine>, path: &Path, keys: u128) -> (Duration, Duration, usize) {
+    let r = LayerReader::open(engine, path).unwrap();
+    let mut x = 12345u64;
+    let mut lat = Vec::new();
+    // Warm up the page cache and the file handle, then measure.
+    for round in 0..2 {
+        lat.clear();
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = Key::from_u128(u128::from(x) % keys);
+            let start = Instant::now();
+            let v = r.get(k, Lsn(1000)).unwrap();
+            lat.push(start.elapsed());
+            assert!(!v.is_empty() || round > 2);
+        }
+    }
+    lat.sort();
+    (lat[lat.len() / 2], lat[lat.len() * 99 / 100], lat.len())
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        // `cargo test --benches` lists benchmarks; this binary has no test harness.
+        return;
+    }
+    let total = env_usize("LAYER_BENCH_MIB", 256) * MIB;
+    let runs = env_usize("LAYER_BENCH_RUNS", 5).max(1);
+    let base = std::env::var_os("LAYER_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let pages: Vec<Bytes> = (0..64).map(|s| Bytes::from(noise(PAGE_SIZE, s))).collect();
+    let small: Vec<Value> = (0..64)
+        .map(|s| {
+            let n = noise(96, s + 100);
+            Value::Delta {
+                will_init: s == 0,
+                record: encode_patches(&[Patch {
+                    offset: (s * 64) as u16,
+                    bytes: &n,
+                }]),
+            }
+        })
+        .collect();
+    assert!(
+        small.iter().all(|v| v.encoded_len() == 101),
+        "100-byte records plus the tag"
+    );
+    println!(
+        "layer-format benchmark: {} MiB per file, {runs} runs per figure, in {}",
+        total / MIB,
+        base.display()
+    );
+
+    for choice in [EngineChoice::Std, EngineChoice::Uring] {
+        let engine = match open_engine(choice) {
+            Ok(e) => e,
+            Err(e) => {
+                println!("\n{choice:?}: not available ({e})");
+                continue;
+            }
+        };
+        let dir = tempfile::tempdir_in(&base).unwrap();
+        println!("\nengine {:?}", engine.kind());
+        // The disk of a shared machine drifts from second to second, so every layer run is
+        // paired with a ceiling run just before it and the ratio is taken per pair.
+        let mut ceilings = Vec::new();
+        let mut kept = Vec::new();
+        let mut rows = Vec::new();
+        for w in [Workload::Delta8k, Workload::Delta100, Workload::Image] {
+            let (mut rates, mut ratios) = (Vec::new(), Vec::new());
+            let mut size = 0;
+            for run in 0..runs {
+                let ceil = mbps(total as u64, ceiling(&engine, dir.path(), total));
+                ceilings.push(ceil);
+                let (d, s, path) = write_layer(&engine, dir.path(), w, total, &pages, &small);
+                size = s;
+                rates.push(mbps(s, d));
+                ratios.push(mbps(s, d) / ceil);
+                if run + 1 == runs && !matches!(w, Workload::Image) {
+                    kept.push((w, path));
+                } else {
+                    std::fs::remove_file(path).unwrap();
+                }
+            }
+            rows.push((w, median_f(rates), median_f(ratios), size));
+        }
+        let (lo, hi) = (
+            ceilings.iter().copied().fold(f64::MAX, f64::min),
+            ceilings.iter().copied().fold(0.0, f64::max),
+        );
+        println!(
+            "  {:<32} {:>9.1} MB/s  (1 MiB writes + fsync; median of {} runs, range {lo:.0}-{hi:.0})",
+            "ceiling",
+            median_f(ceilings.clone()),
+            ceilings.len()
+        );
+        for (w, rate, ratio, size) in rows {
+            println!(
+                "  {:<32} {:>9.1} MB/s  ratio {:.2}  ({} MiB file)",
+                w.label(),
+                rate,
+                ratio,
+                size / MIB as u64
+            );
+        }
+        for (w, path) in kept {
+            let keys = match w {
+                Workload::Delta8k => (total / (PAGE_SIZE + 41) / 10) as u128,
+                _ => (total / 141 / 10) as u128,
+            };
+            let (p50, p99, n) = point_reads(&engine, &path, keys);
+            println!(
+                "  warm get, {:<22} p50 {:>6.1} us  p99 {:>6.1} us  ({n} reads)",
+                w.label(),
+                p50.as_secs_f64() * 1e6,
+                p99.as_secs_f64() * 1e6
+            );
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! * [`Key`], [`Lsn`] and [`Value`]: what a record is ([`redo`] rebuilds a page from values).
 //! * [`DeltaLayerWriter`], [`ImageLayerWriter`] and [`LayerReader`]: the file format of
-//!   [`format`], written in one pass and read with O(log n) block reads.
+//!   [`format`](mod@format), written in one pass and read with O(log n) block reads.
 //! * [`durable`]: temp files, fsync and publish with `RENAME_NOREPLACE` (invariants I1, I2).
 //! * [`io`]: the I/O engine (io_uring or std), the only way this project touches files.
 //! * [`name`]: layer names, generations and file names.

@@ -17,7 +17,7 @@ const CREATE_ATTEMPTS: u32 = 8;
 #[derive(Debug)]
 pub struct TempFile {
     engine: Arc<dyn IoEngine>,
-    file: Option<Box<dyn IoFile>>,
+    file: Option<Arc<dyn IoFile>>,
     temp_path: PathBuf,
     final_path: PathBuf,
     /// Whether the temp name still exists and must be removed on drop.
@@ -55,7 +55,7 @@ impl TempFile {
                 Ok(file) => {
                     return Ok(TempFile {
                         engine: engine.clone(),
-                        file: Some(file),
+                        file: Some(Arc::from(file)),
                         temp_path,
                         final_path: final_path.to_path_buf(),
                         armed: true,
@@ -73,6 +73,14 @@ impl TempFile {
     pub fn file(&self) -> &dyn IoFile {
         self.file
             .as_deref()
+            .expect("file is open until the TempFile is consumed")
+    }
+
+    /// A shared handle to the open file, for a helper thread that writes it. The helper must
+    /// be done with it before the file is synced.
+    pub fn shared_file(&self) -> Arc<dyn IoFile> {
+        self.file
+            .clone()
             .expect("file is open until the TempFile is consumed")
     }
 

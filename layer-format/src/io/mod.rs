@@ -33,6 +33,12 @@ use std::sync::Arc;
 pub trait IoFile: Send + Sync + fmt::Debug {
     /// Writes all of `buf` at `offset`.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Writes all of an owned buffer at `offset` and hands the buffer back for reuse; engines
+    /// that pass buffers to the kernel by ownership (io_uring) avoid a copy.
+    fn write_all_at_owned(&self, buf: Vec<u8>, offset: u64) -> (Vec<u8>, io::Result<()>) {
+        let res = self.write_all_at(&buf, offset);
+        (buf, res)
+    }
     /// Fills `buf` from `offset`; `UnexpectedEof` if the file ends first.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Makes the file's data and size durable (`fsync`).

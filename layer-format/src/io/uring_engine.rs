@@ -54,6 +54,7 @@ fn ring_gone() -> io::Error {
     io::Error::other("the io_uring thread has stopped")
 }
 
+/// Sends a request and waits for the ring's answer: the buffer written or read.
 fn call(tx: &mpsc::UnboundedSender<Request>, file: u64, op: Op) -> io::Result<Vec<u8>> {
     let (reply, rx) = std_mpsc::sync_channel(1);
     tx.send(Request {
@@ -138,7 +139,8 @@ fn ring_thread(
                     tokio_uring::spawn(async move {
                         let r = match op {
                             Op::Write { buf, offset } => {
-                                f.write_all_at(buf, offset).await.0.map(|()| Vec::new())
+                                let (res, buf) = f.write_all_at(buf, offset).await;
+                                res.map(|()| buf)
                             }
                             Op::Read { len, offset } => {
                                 let (r, buf) =
@@ -169,6 +171,13 @@ impl IoFile for UringFile {
             },
         )
         .map(drop)
+    }
+    fn write_all_at_owned(&self, buf: Vec<u8>, offset: u64) -> (Vec<u8>, io::Result<()>) {
+        match call(&self.tx, self.id, Op::Write { buf, offset }) {
+            Ok(buf) => (buf, Ok(())),
+            // The ring keeps the buffer of a failed write; the caller gets a fresh one.
+            Err(e) => (Vec::new(), Err(e)),
+        }
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let data = call(

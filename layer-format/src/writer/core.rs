@@ -1,6 +1,7 @@
 //! What the two writers share: blob stream, in-memory leaf entries, index and summary encoding,
 //! whole-file checksum, fsync and publish.
 
+use super::flusher::Flusher;
 use crate::durable::{self, SyncedFile, TempFile};
 use crate::error::Result;
 use crate::failpoints::io_failpoint;
@@ -18,6 +19,8 @@ use std::sync::Arc;
 
 /// Size of one write to the file.
 const WRITE_CHUNK: usize = 1 << 20;
+/// Capacity of a write buffer: a chunk plus the largest value that can overflow it.
+const BUF_CAPACITY: usize = WRITE_CHUNK + 2 * BLOCK_SIZE;
 
 /// What a published (or ready to publish) layer file is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,16 +59,16 @@ impl FinishedLayer {
 
 pub(super) struct WriterCore {
     kind: LayerKind,
+    /// Declared before `temp`: dropped (joined) before the temp file is removed.
+    flusher: Flusher,
     temp: TempFile,
     dir: PathBuf,
     generation: Generation,
     key_range: Range<Key>,
     lsn_range: Range<Lsn>,
     buf: Vec<u8>,
-    /// Bytes already written to the file.
+    /// Bytes handed to the flusher so far.
     written: u64,
-    /// CRC32C of the bytes written so far.
-    file_crc: u32,
     leaves: Vec<Entry>,
     last: Option<(Key, Lsn)>,
 }
@@ -114,6 +117,11 @@ impl WriterCore {
             generation,
         };
         let temp = TempFile::create(engine, &dir.join(name.to_string()))?;
+        let flusher = Flusher::start(
+            temp.shared_file(),
+            temp.temp_path().to_path_buf(),
+            BUF_CAPACITY,
+        )?;
         Ok(WriterCore {
             kind,
             temp,
@@ -121,9 +129,9 @@ impl WriterCore {
             generation,
             key_range,
             lsn_range,
-            buf: Vec::with_capacity(WRITE_CHUNK + BLOCK_SIZE * 2),
+            buf: Vec::with_capacity(BUF_CAPACITY),
             written: 0,
-            file_crc: 0,
+            flusher,
             leaves: Vec::new(),
             last: None,
         })
@@ -178,10 +186,9 @@ impl WriterCore {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.temp.write_all_at(&self.buf, self.written)?;
-        self.file_crc = crc32c::crc32c_append(self.file_crc, &self.buf);
         self.written += self.buf.len() as u64;
-        self.buf.clear();
+        let full = std::mem::take(&mut self.buf);
+        self.buf = self.flusher.submit(full)?;
         Ok(())
     }
 
@@ -268,7 +275,8 @@ impl WriterCore {
         };
         self.append_block(&summary.encode())?;
         self.flush()?;
-        assert_eq!(self.written, summary.file_size_bytes, "file size");
+        let (checksum, size_bytes) = self.flusher.finish()?;
+        assert_eq!(size_bytes, summary.file_size_bytes, "file size");
 
         let file_name = LayerFileName {
             layer: layer_name(self.kind, self.key_range.clone(), self.lsn_range.clone()),
@@ -279,8 +287,8 @@ impl WriterCore {
         let info = LayerInfo {
             file_name,
             path,
-            size_bytes: self.written,
-            checksum: self.file_crc,
+            size_bytes,
+            checksum,
             record_count,
         };
         let file = self.temp.sync()?;

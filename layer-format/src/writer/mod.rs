@@ -1,6 +1,7 @@
 //! Layer writers: [`DeltaLayerWriter`] and [`ImageLayerWriter`].
 //!
-//! Both stream records into a temp file (blob stream first, in 1 MiB writes), keep the index
+//! Both stream records into a temp file (blob stream first, in 1 MiB writes done by a flusher
+//! thread while the next buffer fills), keep the index
 //! leaf entries in memory (32 bytes per record), and on `finish` append the index and the
 //! summary, fsync and publish through [`crate::durable`]. Memory is bounded by the record count,
 //! not the value sizes.
@@ -11,6 +12,7 @@
 
 mod core;
 mod delta;
+mod flusher;
 mod image;
 
 pub use self::core::{FinishedLayer, LayerInfo};
