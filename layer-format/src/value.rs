@@ -171,6 +171,21 @@ impl Value {
         }
     }
 
+    /// The tag byte and the body of the encoding (the encoding is the tag followed by the body).
+    pub fn encoded_parts(&self) -> (u8, &Bytes) {
+        match self {
+            Value::Image(b) => (TAG_IMAGE, b),
+            Value::Delta {
+                will_init: false,
+                record,
+            } => (TAG_DELTA, record),
+            Value::Delta {
+                will_init: true,
+                record,
+            } => (TAG_DELTA_WILL_INIT, record),
+        }
+    }
+
     /// Appends the encoding of the value to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         match self {

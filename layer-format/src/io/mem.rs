@@ -15,6 +15,12 @@ impl IoFile for MemFile {
             "MemFile is read-only",
         ))
     }
+    fn write_vectored_all_at(&self, _bufs: Vec<bytes::Bytes>, _offset: u64) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "MemFile is read-only",
+        ))
+    }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
         let src = start

@@ -22,6 +22,7 @@ pub use mem::MemFile;
 pub use std_engine::StdEngine;
 pub use uring_engine::UringEngine;
 
+use bytes::Bytes;
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
@@ -33,12 +34,9 @@ use std::sync::Arc;
 pub trait IoFile: Send + Sync + fmt::Debug {
     /// Writes all of `buf` at `offset`.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
-    /// Writes all of an owned buffer at `offset` and hands the buffer back for reuse; engines
-    /// that pass buffers to the kernel by ownership (io_uring) avoid a copy.
-    fn write_all_at_owned(&self, buf: Vec<u8>, offset: u64) -> (Vec<u8>, io::Result<()>) {
-        let res = self.write_all_at(&buf, offset);
-        (buf, res)
-    }
+    /// Writes the concatenation of `bufs` at `offset` with vectored writes (`pwritev`), so
+    /// that buffers gathered from several places reach the kernel without being copied first.
+    fn write_vectored_all_at(&self, bufs: Vec<Bytes>, offset: u64) -> io::Result<()>;
     /// Fills `buf` from `offset`; `UnexpectedEof` if the file ends first.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Makes the file's data and size durable (`fsync`).
@@ -71,6 +69,9 @@ pub trait IoEngine: Send + Sync + fmt::Debug {
     /// Creates a directory and its missing parents.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
 }
+
+/// The most buffers one vectored write system call accepts (Linux `UIO_MAXIOV`).
+pub const IOV_MAX: usize = 1024;
 
 /// The implementation behind an [`IoEngine`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,12 +152,25 @@ mod tests {
             );
             f.write_all_at(b"hello world", 0).unwrap();
             f.write_all_at(b"W", 6).unwrap();
+            // A vectored write of more buffers than one system call takes.
+            let many: Vec<Bytes> = (0..IOV_MAX + 5)
+                .map(|i| Bytes::from(vec![i as u8; 3]))
+                .collect();
+            f.write_vectored_all_at(many, 11).unwrap();
+            let mut back = vec![0u8; (IOV_MAX + 5) * 3];
+            f.read_exact_at(&mut back, 11).unwrap();
+            assert!(
+                back.chunks(3).enumerate().all(|(i, c)| c == [i as u8; 3]),
+                "{engine:?}"
+            );
             f.fsync().unwrap();
-            assert_eq!(f.size().unwrap(), 11);
+            assert_eq!(f.size().unwrap(), 11 + (IOV_MAX as u64 + 5) * 3);
             let mut buf = [0u8; 5];
             f.read_exact_at(&mut buf, 6).unwrap();
             assert_eq!(&buf, b"World");
-            let err = f.read_exact_at(&mut buf, 8).unwrap_err();
+            let err = f
+                .read_exact_at(&mut buf, f.size().unwrap() - 2)
+                .unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{engine:?}");
             drop(f);
 

@@ -1,11 +1,12 @@
 //! The std engine: blocking system calls. Also the home of the namespace operations that the
 //! io_uring engine shares.
 
-use super::{EngineKind, IoEngine, IoFile};
+use super::{EngineKind, IOV_MAX, IoEngine, IoFile};
+use bytes::Bytes;
 use rustix::fs::{CWD, RenameFlags};
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -19,6 +20,24 @@ struct StdFile(File);
 impl IoFile for StdFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.0.write_all_at(buf, offset)
+    }
+    fn write_vectored_all_at(&self, bufs: Vec<Bytes>, mut offset: u64) -> io::Result<()> {
+        for group in bufs.chunks(IOV_MAX) {
+            let mut slices: Vec<IoSlice<'_>> = group.iter().map(|b| IoSlice::new(b)).collect();
+            let mut rest = &mut slices[..];
+            IoSlice::advance_slices(&mut rest, 0);
+            while !rest.is_empty() {
+                let n = match rustix::io::pwritev(&self.0, rest, offset) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => n,
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                offset += n as u64;
+                IoSlice::advance_slices(&mut rest, n);
+            }
+        }
+        Ok(())
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.0.read_exact_at(buf, offset)

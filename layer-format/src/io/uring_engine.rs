@@ -9,7 +9,8 @@
 //!
 //! The thread ends when the engine and all its files are dropped.
 
-use super::{EngineKind, IoEngine, IoFile, std_engine};
+use super::{EngineKind, IOV_MAX, IoEngine, IoFile, std_engine};
+use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -24,6 +25,7 @@ use tokio::sync::mpsc;
 enum Op {
     Register(File),
     Write { buf: Vec<u8>, offset: u64 },
+    Writev { bufs: Vec<Bytes>, offset: u64 },
     Read { len: usize, offset: u64 },
     Fsync,
     Close,
@@ -142,6 +144,20 @@ fn ring_thread(
                                 let (res, buf) = f.write_all_at(buf, offset).await;
                                 res.map(|()| buf)
                             }
+                            Op::Writev { bufs, mut offset } => {
+                                let mut res = Ok(Vec::new());
+                                for group in bufs.chunks(IOV_MAX) {
+                                    let len: u64 = group.iter().map(|b| b.len() as u64).sum();
+                                    if let Err(e) =
+                                        f.writev_at_all(group.to_vec(), Some(offset)).await.0
+                                    {
+                                        res = Err(e);
+                                        break;
+                                    }
+                                    offset += len;
+                                }
+                                res
+                            }
                             Op::Read { len, offset } => {
                                 let (r, buf) =
                                     f.read_exact_at(Vec::with_capacity(len), offset).await;
@@ -172,12 +188,8 @@ impl IoFile for UringFile {
         )
         .map(drop)
     }
-    fn write_all_at_owned(&self, buf: Vec<u8>, offset: u64) -> (Vec<u8>, io::Result<()>) {
-        match call(&self.tx, self.id, Op::Write { buf, offset }) {
-            Ok(buf) => (buf, Ok(())),
-            // The ring keeps the buffer of a failed write; the caller gets a fresh one.
-            Err(e) => (Vec::new(), Err(e)),
-        }
+    fn write_vectored_all_at(&self, bufs: Vec<Bytes>, offset: u64) -> io::Result<()> {
+        call(&self.tx, self.id, Op::Writev { bufs, offset }).map(drop)
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let data = call(

@@ -1,6 +1,7 @@
 //! What the two writers share: blob stream, in-memory leaf entries, index and summary encoding,
 //! whole-file checksum, fsync and publish.
 
+use super::chunk::Chunk;
 use super::flusher::Flusher;
 use crate::durable::{self, SyncedFile, TempFile};
 use crate::error::Result;
@@ -19,8 +20,8 @@ use std::sync::Arc;
 
 /// Size of one write to the file.
 const WRITE_CHUNK: usize = 1 << 20;
-/// Capacity of a write buffer: a chunk plus the largest value that can overflow it.
-const BUF_CAPACITY: usize = WRITE_CHUNK + 2 * BLOCK_SIZE;
+/// Capacity of the scratch buffer of a chunk: a chunk plus a block that can overflow it.
+const SCRATCH_CAPACITY: usize = WRITE_CHUNK + BLOCK_SIZE;
 
 /// What a published (or ready to publish) layer file is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,9 +67,8 @@ pub(super) struct WriterCore {
     generation: Generation,
     key_range: Range<Key>,
     lsn_range: Range<Lsn>,
-    buf: Vec<u8>,
-    /// Bytes handed to the flusher so far.
-    written: u64,
+    /// The bytes of the next write, and the length and CRC of the file so far.
+    chunk: Chunk,
     leaves: Vec<Entry>,
     last: Option<(Key, Lsn)>,
 }
@@ -117,11 +117,7 @@ impl WriterCore {
             generation,
         };
         let temp = TempFile::create(engine, &dir.join(name.to_string()))?;
-        let flusher = Flusher::start(
-            temp.shared_file(),
-            temp.temp_path().to_path_buf(),
-            BUF_CAPACITY,
-        )?;
+        let flusher = Flusher::start(temp.shared_file(), temp.temp_path().to_path_buf())?;
         Ok(WriterCore {
             kind,
             temp,
@@ -129,8 +125,7 @@ impl WriterCore {
             generation,
             key_range,
             lsn_range,
-            buf: Vec::with_capacity(BUF_CAPACITY),
-            written: 0,
+            chunk: Chunk::new(SCRATCH_CAPACITY),
             flusher,
             leaves: Vec::new(),
             last: None,
@@ -163,38 +158,37 @@ impl WriterCore {
         }
         let len = value.encoded_len();
         assert!(len <= MAX_BLOB_PAYLOAD, "value of {len} bytes is too large");
-        let offset = self.written + self.buf.len() as u64;
-        let header_at = self.buf.len();
-        self.buf.extend_from_slice(&(len as u32).to_be_bytes());
-        self.buf.extend_from_slice(&[0; 4]);
-        value.encode_into(&mut self.buf);
-        let crc = crc32c::crc32c(&self.buf[header_at + BLOB_HEADER_SIZE..]);
-        self.buf[header_at + 4..header_at + 8].copy_from_slice(&crc.to_be_bytes());
+        let offset = self.chunk.position();
+        let (tag, body) = value.encoded_parts();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&[tag]), body);
+        let mut header = [0u8; BLOB_HEADER_SIZE + 1];
+        header[..4].copy_from_slice(&(len as u32).to_be_bytes());
+        header[4..8].copy_from_slice(&crc.to_be_bytes());
+        header[8] = tag;
+        self.chunk.copy(&header);
+        self.chunk.share(body);
         self.leaves.push(Entry {
             key,
             lsn,
             value: offset,
         });
         self.last = Some((key, lsn));
-        if self.buf.len() >= WRITE_CHUNK {
+        if self.chunk.len() >= WRITE_CHUNK {
             self.flush()?;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
+        if self.chunk.len() == 0 {
             return Ok(());
         }
-        self.written += self.buf.len() as u64;
-        let full = std::mem::take(&mut self.buf);
-        self.buf = self.flusher.submit(full)?;
-        Ok(())
+        self.flusher.submit(self.chunk.take())
     }
 
     fn append_block(&mut self, block: &[u8; BLOCK_SIZE]) -> Result<()> {
-        self.buf.extend_from_slice(block);
-        if self.buf.len() >= WRITE_CHUNK {
+        self.chunk.copy(block);
+        if self.chunk.len() >= WRITE_CHUNK {
             self.flush()?;
         }
         Ok(())
@@ -218,9 +212,9 @@ impl WriterCore {
             }
             self.key_range.end = end;
         }
-        let blob_bytes = self.written + self.buf.len() as u64;
+        let blob_bytes = self.chunk.position();
         let pad = blob_bytes.next_multiple_of(BLOCK_SIZE_U64) - blob_bytes;
-        self.buf.resize(self.buf.len() + pad as usize, 0);
+        self.chunk.copy(&[0u8; BLOCK_SIZE][..pad as usize]);
         let index_start_block = blob_bytes.div_ceil(BLOCK_SIZE_U64);
 
         // Leaves, then each level above, bottom-up; each level indexes the one below it.
@@ -275,8 +269,14 @@ impl WriterCore {
         };
         self.append_block(&summary.encode())?;
         self.flush()?;
-        let (checksum, size_bytes) = self.flusher.finish()?;
+        let size_bytes = self.flusher.finish()?;
         assert_eq!(size_bytes, summary.file_size_bytes, "file size");
+        assert_eq!(
+            size_bytes,
+            self.chunk.position(),
+            "everything appended was written"
+        );
+        let checksum = self.chunk.crc();
 
         let file_name = LayerFileName {
             layer: layer_name(self.kind, self.key_range.clone(), self.lsn_range.clone()),

@@ -1,98 +1,74 @@
-//! The writer's flusher: a helper thread that writes filled buffers to the temp file and
-//! computes the whole-file CRC32C, so that encoding the next buffer overlaps the write of the
-//! previous one.
+//! The writer's flusher: a helper thread that writes gathered chunks to the temp file, so that
+//! gathering and checksumming the next chunk overlaps the write of the previous one.
 //!
-//! A fixed set of `DEPTH + 2` buffers circulates (the one being filled, [`DEPTH`] queued, the
-//! one being written), so memory stays bounded and buffers stay warm.
-//! Buffers are written in submission order at increasing offsets, so the CRC is that of the
-//! file's bytes in order. The first write error ends the thread; the writer sees it at its
-//! next submission or at `finish`.
+//! At most [`DEPTH`] chunks wait in the channel and one is being written, so memory stays
+//! bounded. Chunks are written in submission order at increasing offsets. The first write
+//! error ends the thread; the writer sees it at its next submission or at `finish`.
 
 use crate::LayerError;
 use crate::error::Result;
 use crate::io::IoFile;
+use bytes::Bytes;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-/// Buffers queued between the writer and the flusher thread.
+/// Chunks queued between the writer and the flusher thread.
 const DEPTH: usize = 1;
 
-/// What the thread hands back at the end: the CRC of everything written and the byte count.
-type Outcome = Result<(u32, u64)>;
-
 pub(super) struct Flusher {
-    tx: Option<SyncSender<Vec<u8>>>,
-    recycled: Receiver<Vec<u8>>,
-    thread: Option<JoinHandle<Outcome>>,
+    tx: Option<SyncSender<Vec<Bytes>>>,
+    /// Ends with the number of bytes written.
+    thread: Option<JoinHandle<Result<u64>>>,
 }
 
 impl Flusher {
-    pub(super) fn start(file: Arc<dyn IoFile>, path: PathBuf, capacity: usize) -> Result<Flusher> {
-        let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
-        // Buffers in circulation: one being filled, DEPTH queued, one being written. All but
-        // the first wait in the recycling channel; reusing them keeps their pages warm.
-        let (recycle_tx, recycled) = sync_channel::<Vec<u8>>(DEPTH + 1);
-        for _ in 0..DEPTH + 1 {
-            recycle_tx
-                .send(Vec::with_capacity(capacity))
-                .expect("channel has room");
-        }
+    pub(super) fn start(file: Arc<dyn IoFile>, path: PathBuf) -> Result<Flusher> {
+        let (tx, rx) = sync_channel::<Vec<Bytes>>(DEPTH);
+        let thread_path = path.clone();
         let thread = std::thread::Builder::new()
             .name("layer-flusher".into())
             .spawn(move || {
-                let (mut crc, mut offset) = (0u32, 0u64);
-                for buf in rx {
-                    let len = buf.len() as u64;
-                    let (mut buf, res) = file.write_all_at_owned(buf, offset);
-                    res.map_err(|source| LayerError::Io {
-                        op: "write",
-                        path: path.clone(),
-                        offset: Some(offset),
-                        source,
-                    })?;
-                    crc = crc32c::crc32c_append(crc, &buf);
+                let mut offset = 0u64;
+                for segments in rx {
+                    let len: u64 = segments.iter().map(|s| s.len() as u64).sum();
+                    file.write_vectored_all_at(segments, offset)
+                        .map_err(|source| LayerError::Io {
+                            op: "write",
+                            path: thread_path.clone(),
+                            offset: Some(offset),
+                            source,
+                        })?;
                     offset += len;
-
-                    buf.clear();
-                    // The writer may already be gone (finish); then the buffer is freed.
-                    let _ = recycle_tx.send(buf);
                 }
-                Ok((crc, offset))
+                Ok(offset)
             })
-            .map_err(|e| LayerError::io("start flusher thread for", PathBuf::new(), e))?;
+            .map_err(|e| LayerError::io("start flusher thread for", path, e))?;
         Ok(Flusher {
             tx: Some(tx),
-            recycled,
             thread: Some(thread),
         })
     }
 
-    /// Queues `buf` for writing and returns an empty buffer to fill next.
-    pub(super) fn submit(&mut self, buf: Vec<u8>) -> Result<Vec<u8>> {
+    /// Queues a chunk for writing; blocks while [`DEPTH`] chunks are already queued.
+    pub(super) fn submit(&mut self, segments: Vec<Bytes>) -> Result<()> {
         let tx = self.tx.as_ref().expect("flusher used after finish");
-        if tx.send(buf).is_err() {
+        if tx.send(segments).is_err() {
             // The thread ended early: it met a write error.
             return Err(self
                 .join()
                 .expect_err("a flusher thread only stops early on error"));
         }
-        match self.recycled.recv() {
-            Ok(buf) => Ok(buf),
-            // The thread stopped on an error and dropped its end.
-            Err(_) => Err(self
-                .join()
-                .expect_err("a flusher thread only stops early on error")),
-        }
+        Ok(())
     }
 
-    /// Waits for every queued buffer to be written; returns the CRC and the size written.
-    pub(super) fn finish(mut self) -> Outcome {
+    /// Waits for every queued chunk to be written; returns the number of bytes written.
+    pub(super) fn finish(mut self) -> Result<u64> {
         self.join()
     }
 
-    fn join(&mut self) -> Outcome {
+    fn join(&mut self) -> Result<u64> {
         drop(self.tx.take());
         let thread = self.thread.take().expect("flusher joined once");
         match thread.join() {

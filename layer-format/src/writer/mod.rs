@@ -1,7 +1,8 @@
 //! Layer writers: [`DeltaLayerWriter`] and [`ImageLayerWriter`].
 //!
-//! Both stream records into a temp file (blob stream first, in 1 MiB writes done by a flusher
-//! thread while the next buffer fills), keep the index
+//! Both stream records into a temp file (blob stream first, in 1 MiB vectored writes done by a
+//! flusher thread while the next chunk fills; values of 1 KiB and more are written from the
+//! caller's buffers without a copy), keep the index
 //! leaf entries in memory (32 bytes per record), and on `finish` append the index and the
 //! summary, fsync and publish through [`crate::durable`]. Memory is bounded by the record count,
 //! not the value sizes.
@@ -10,6 +11,7 @@
 //! `(key, lsn)`, inside the declared key range (and LSN range); nothing is written after
 //! `finish`, which consumes the writer. Dropping an unfinished writer removes its temp file.
 
+mod chunk;
 mod core;
 mod delta;
 mod flusher;
