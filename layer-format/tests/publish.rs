@@ -8,6 +8,7 @@
 
 mod common;
 
+use bytes::Bytes;
 use common::*;
 use layer_format::durable::publish_batch;
 use layer_format::io::{EngineKind, IoEngine, IoFile, StdEngine};
@@ -148,30 +149,76 @@ fn batch_is_all_or_nothing_and_hands_the_files_back() {
     }
 }
 
-/// An engine on a filesystem without `RENAME_NOREPLACE`: `renameat2` answers `EINVAL`, as
-/// such filesystems do. Everything else is the std engine.
+/// The std engine with faults a real system can produce: `renameat2` answering `EINVAL` (a
+/// filesystem without `RENAME_NOREPLACE`), failing writes (`ENOSPC`), failing fsyncs (`EIO`).
 #[derive(Debug, Default)]
-struct NoRenameNoreplace {
+struct FaultyEngine {
     inner: StdEngine,
+    rename_einval: bool,
+    fail_writes: bool,
+    fail_fsync: bool,
     einvals: AtomicUsize,
     links: AtomicUsize,
 }
 
-impl IoEngine for NoRenameNoreplace {
+#[derive(Debug)]
+struct FaultyFile {
+    inner: Box<dyn IoFile>,
+    fail_writes: bool,
+    fail_fsync: bool,
+}
+
+fn os_error(e: rustix::io::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+impl IoFile for FaultyFile {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if self.fail_writes {
+            return Err(os_error(rustix::io::Errno::NOSPC));
+        }
+        self.inner.write_all_at(buf, offset)
+    }
+    fn write_vectored_all_at(&self, bufs: Vec<Bytes>, offset: u64) -> io::Result<()> {
+        if self.fail_writes {
+            return Err(os_error(rustix::io::Errno::NOSPC));
+        }
+        self.inner.write_vectored_all_at(bufs, offset)
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn fsync(&self) -> io::Result<()> {
+        if self.fail_fsync {
+            return Err(os_error(rustix::io::Errno::IO));
+        }
+        self.inner.fsync()
+    }
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
+    }
+}
+
+impl IoEngine for FaultyEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Std
     }
     fn create_exclusive(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
-        self.inner.create_exclusive(path)
+        Ok(Box::new(FaultyFile {
+            inner: self.inner.create_exclusive(path)?,
+            fail_writes: self.fail_writes,
+            fail_fsync: self.fail_fsync,
+        }))
     }
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
         self.inner.open_read(path)
     }
-    fn rename_noreplace(&self, _from: &Path, _to: &Path) -> io::Result<()> {
+    fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if !self.rename_einval {
+            return self.inner.rename_noreplace(from, to);
+        }
         self.einvals.fetch_add(1, Ordering::SeqCst);
-        Err(io::Error::from_raw_os_error(
-            rustix::io::Errno::INVAL.raw_os_error(),
-        ))
+        Err(os_error(rustix::io::Errno::INVAL))
     }
     fn link(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.links.fetch_add(1, Ordering::SeqCst);
@@ -192,8 +239,78 @@ impl IoEngine for NoRenameNoreplace {
 }
 
 #[test]
+fn write_errors_remove_the_temp_file() {
+    let engine: Arc<dyn IoEngine> = Arc::new(FaultyEngine {
+        fail_writes: true,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = DeltaLayerWriter::new(
+        &engine,
+        dir.path(),
+        Generation(1),
+        key(0)..key(3000),
+        Lsn(1)..Lsn(9),
+    )
+    .unwrap();
+    // Enough data for the flusher to meet the error before finish.
+    let mut seen = None;
+    for k in 0..3000 {
+        if let Err(e) = w.put(key(k), Lsn(2), &delta(k, 2, true, 2000)) {
+            seen = Some(e);
+            break;
+        }
+    }
+    let err = match seen {
+        Some(e) => {
+            // A writer used after a failure keeps failing; it does not panic.
+            let _ = w.put(key(2999), Lsn(3), &delta(2999, 3, true, 10));
+            assert!(matches!(
+                w.finish(),
+                Err(LayerError::Io { op: "write", .. })
+            ));
+            e
+        }
+        None => w.finish().unwrap_err(),
+    };
+    assert!(
+        matches!(
+            &err,
+            LayerError::Io {
+                op: "write",
+                offset: Some(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+}
+
+#[test]
+fn an_fsync_error_from_the_filesystem_never_publishes() {
+    let engine: Arc<dyn IoEngine> = Arc::new(FaultyEngine {
+        fail_fsync: true,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let err = finished_result(&engine, dir.path()).unwrap_err();
+    assert!(matches!(&err, LayerError::Io { op: "fsync", .. }), "{err}");
+    assert!(names(dir.path()).is_empty(), "neither temp nor final name");
+}
+
+fn finished_result(engine: &Arc<dyn IoEngine>, dir: &Path) -> Result<FinishedLayer, LayerError> {
+    let mut w = DeltaLayerWriter::new(engine, dir, Generation(1), key(0)..key(5), Lsn(1)..Lsn(9))?;
+    w.put(key(1), Lsn(2), &delta(1, 2, true, 50))?;
+    w.finish_unpublished(None)
+}
+
+#[test]
 fn einval_falls_back_to_link_and_unlink_without_overwriting() {
-    let fs = Arc::new(NoRenameNoreplace::default());
+    let fs = Arc::new(FaultyEngine {
+        rename_einval: true,
+        ..Default::default()
+    });
     let engine: Arc<dyn IoEngine> = fs.clone();
     let dir = tempfile::tempdir().unwrap();
     let info = finished(&engine, dir.path(), 0, 10, 1).publish().unwrap();

@@ -24,11 +24,16 @@ use tokio::sync::mpsc;
 
 enum Op {
     Register(File),
+    Close,
+    Data(DataOp),
+}
+
+/// Operations that run on the ring.
+enum DataOp {
     Write { buf: Vec<u8>, offset: u64 },
     Writev { bufs: Vec<Bytes>, offset: u64 },
     Read { len: usize, offset: u64 },
     Fsync,
-    Close,
 }
 
 struct Request {
@@ -133,18 +138,18 @@ fn ring_thread(
                     // when the last one finishes.
                     files.borrow_mut().remove(&file);
                 }
-                op => {
+                Op::Data(op) => {
                     let Some(f) = files.borrow().get(&file).cloned() else {
                         answer(Err(io::Error::other("unknown io_uring file")));
                         continue;
                     };
                     tokio_uring::spawn(async move {
                         let r = match op {
-                            Op::Write { buf, offset } => {
+                            DataOp::Write { buf, offset } => {
                                 let (res, buf) = f.write_all_at(buf, offset).await;
                                 res.map(|()| buf)
                             }
-                            Op::Writev { bufs, mut offset } => {
+                            DataOp::Writev { bufs, mut offset } => {
                                 let mut res = Ok(Vec::new());
                                 for group in bufs.chunks(IOV_MAX) {
                                     let len: u64 = group.iter().map(|b| b.len() as u64).sum();
@@ -158,13 +163,12 @@ fn ring_thread(
                                 }
                                 res
                             }
-                            Op::Read { len, offset } => {
+                            DataOp::Read { len, offset } => {
                                 let (r, buf) =
                                     f.read_exact_at(Vec::with_capacity(len), offset).await;
                                 r.map(|()| buf)
                             }
-                            Op::Fsync => f.sync_all().await.map(|()| Vec::new()),
-                            Op::Register(_) | Op::Close => unreachable!("handled above"),
+                            DataOp::Fsync => f.sync_all().await.map(|()| Vec::new()),
                         };
                         if let Some(reply) = reply {
                             let _ = reply.send(r);
@@ -178,28 +182,21 @@ fn ring_thread(
 
 impl IoFile for UringFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        call(
-            &self.tx,
-            self.id,
-            Op::Write {
-                buf: buf.to_vec(),
-                offset,
-            },
-        )
-        .map(drop)
+        let op = DataOp::Write {
+            buf: buf.to_vec(),
+            offset,
+        };
+        call(&self.tx, self.id, Op::Data(op)).map(drop)
     }
     fn write_vectored_all_at(&self, bufs: Vec<Bytes>, offset: u64) -> io::Result<()> {
-        call(&self.tx, self.id, Op::Writev { bufs, offset }).map(drop)
+        call(&self.tx, self.id, Op::Data(DataOp::Writev { bufs, offset })).map(drop)
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let data = call(
-            &self.tx,
-            self.id,
-            Op::Read {
-                len: buf.len(),
-                offset,
-            },
-        )?;
+        let op = DataOp::Read {
+            len: buf.len(),
+            offset,
+        };
+        let data = call(&self.tx, self.id, Op::Data(op))?;
         if data.len() != buf.len() {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short read"));
         }
@@ -207,7 +204,7 @@ impl IoFile for UringFile {
         Ok(())
     }
     fn fsync(&self) -> io::Result<()> {
-        call(&self.tx, self.id, Op::Fsync).map(drop)
+        call(&self.tx, self.id, Op::Data(DataOp::Fsync)).map(drop)
     }
     fn size(&self) -> io::Result<u64> {
         Ok(self.meta.metadata()?.len())

@@ -21,10 +21,13 @@ pub(super) struct Flusher {
     tx: Option<SyncSender<Vec<Bytes>>>,
     /// Ends with the number of bytes written.
     thread: Option<JoinHandle<Result<u64>>>,
+    /// The temp file, for the error of a writer used after a failure.
+    path: PathBuf,
 }
 
 impl Flusher {
     pub(super) fn start(file: Arc<dyn IoFile>, path: PathBuf) -> Result<Flusher> {
+        let failed_path = path.clone();
         let (tx, rx) = sync_channel::<Vec<Bytes>>(DEPTH);
         let thread_path = path.clone();
         let thread = std::thread::Builder::new()
@@ -48,12 +51,17 @@ impl Flusher {
         Ok(Flusher {
             tx: Some(tx),
             thread: Some(thread),
+            path: failed_path,
         })
     }
 
     /// Queues a chunk for writing; blocks while [`DEPTH`] chunks are already queued.
     pub(super) fn submit(&mut self, segments: Vec<Bytes>) -> Result<()> {
-        let tx = self.tx.as_ref().expect("flusher used after finish");
+        let Some(tx) = self.tx.as_ref() else {
+            // A caller that goes on after an error gets an error again, not a panic.
+            let source = std::io::Error::other("an earlier write of this layer failed");
+            return Err(LayerError::io("write", self.path.clone(), source));
+        };
         if tx.send(segments).is_err() {
             // The thread ended early: it met a write error.
             return Err(self
@@ -70,7 +78,10 @@ impl Flusher {
 
     fn join(&mut self) -> Result<u64> {
         drop(self.tx.take());
-        let thread = self.thread.take().expect("flusher joined once");
+        let Some(thread) = self.thread.take() else {
+            let source = std::io::Error::other("an earlier write of this layer failed");
+            return Err(LayerError::io("write", self.path.clone(), source));
+        };
         match thread.join() {
             Ok(outcome) => outcome,
             Err(panic) => std::panic::resume_unwind(panic),
