@@ -1,9 +1,24 @@
-//! `index_part.json`: the authoritative list of a timeline's layers.
+//! `index_part.json`: the authoritative list of a timeline's layers (invariants I3, I5, I8).
 //!
-//! Filled by the index-part issue: schema and versions, validation, object names and the choice
-//! of the authoritative index. Layer names and generations come from [`layer_format::name`].
+//! * [`IndexPart`]: the schema, its versions ([`LATEST_VERSION`]), parsing
+//!   ([`IndexPart::from_json`]) and serialization; every read validates.
+//! * [`names`]: every name on disk and in object storage.
+//! * [`select_authoritative`]: which index version is the truth for an attachment, and the next
+//!   sequence number to upload under.
 //!
 //! **Architecture invariant:** this crate knows nothing of tenants' runtime state, HTTP or
-//! object storage, and does no network I/O.
+//! object storage, and does no I/O: it parses and checks what it is given.
 
-pub use layer_format::name::{Generation, LayerFileName, LayerName};
+mod error;
+pub mod fuzzing;
+pub mod names;
+mod parse;
+mod schema;
+mod select;
+mod validate;
+
+pub use error::{IndexError, SelectError};
+pub use names::{Generation, IndexObjectName, LayerFileName, LayerName, TenantId, TimelineId};
+pub use parse::ParseMode;
+pub use schema::{IndexPart, LATEST_VERSION, LayerMetadata, TimelineMetadata, whole_seconds};
+pub use select::{Selection, select_authoritative};

@@ -80,6 +80,27 @@ impl LayerName {
     }
 }
 
+impl LayerName {
+    /// The sort position: key range, then LSN range, deltas before images.
+    fn sort_key(&self) -> (Key, Key, Lsn, Lsn, bool) {
+        let lsns = self.lsn_range();
+        let keys = self.key_range();
+        (keys.start, keys.end, lsns.start, lsns.end, !self.is_delta())
+    }
+}
+
+impl Ord for LayerName {
+    fn cmp(&self, other: &LayerName) -> std::cmp::Ordering {
+        self.sort_key().cmp(&other.sort_key())
+    }
+}
+
+impl PartialOrd for LayerName {
+    fn partial_cmp(&self, other: &LayerName) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl fmt::Display for LayerName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

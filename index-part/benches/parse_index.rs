@@ -1,0 +1,2 @@
+//! Placeholder until the benchmark below is written.
+fn main() {}
