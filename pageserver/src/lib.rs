@@ -1,7 +1,9 @@
-//! The page server: tenants, timelines, ingest, reads, compaction, remote storage.
+//! The page server: tenants, timelines, ingest, reads, compaction, remote storage (the
+//! pageserver issue), and the offline tools of `pagectl`.
 //!
-//! Filled by the pageserver issue. Data flows down from `http` to `timeline` to
-//! [`layer_format`], never back up.
+//! Data flows down from `http` to `timeline` to [`layer_format`], never back up.
+
+pub mod pagectl;
 
 pub use index_part;
 pub use layer_format;

@@ -1,0 +1,62 @@
+//! `pagectl`: offline tools for operators, on files copied out of a work directory or bucket.
+//!
+//! * `pagectl index-part show FILE`: what an index holds (layer counts by kind, LSN bounds,
+//!   total size, generations).
+//! * `pagectl index-part validate FILE`: exit code 0 and `ok: ...` if the index is valid,
+//!   1 and the error if not.
+//! * `pagectl layer show FILE` / `pagectl layer verify FILE [--checksum CRC]`: a layer file's
+//!   summary, and a check of every byte.
+//!
+//! Exit codes: 0 valid, 1 invalid or corrupt, 2 the file could not be read (or bad usage).
+
+mod index_cmd;
+mod layer_cmd;
+
+pub use index_cmd::{show_index, validate_index};
+pub use layer_cmd::{show_layer, verify_layer};
+
+/// What a command found: its report, and whether the input was valid.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Text for standard output (valid) or standard error (otherwise).
+    pub report: String,
+    /// The verdict.
+    pub status: Status,
+}
+
+/// The verdict of a command, and its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The input passed (exit 0).
+    Valid,
+    /// The input is invalid or corrupt (exit 1).
+    Invalid,
+    /// The input could not be read (exit 2).
+    Unreadable,
+}
+
+impl Status {
+    /// The process exit code for this verdict.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Status::Valid => 0,
+            Status::Invalid => 1,
+            Status::Unreadable => 2,
+        }
+    }
+}
+
+impl Outcome {
+    pub(crate) fn valid(report: String) -> Outcome {
+        Outcome {
+            report,
+            status: Status::Valid,
+        }
+    }
+    pub(crate) fn invalid(report: String) -> Outcome {
+        Outcome {
+            report,
+            status: Status::Invalid,
+        }
+    }
+}

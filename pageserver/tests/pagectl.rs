@@ -1,0 +1,122 @@
+//! `pagectl` as an operator runs it: output, exit codes (0 valid, 1 invalid, 2 unreadable).
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+fn pagectl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pagectl"))
+        .args(args)
+        .output()
+        .unwrap();
+    let s = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code().unwrap(), s(out.stdout), s(out.stderr))
+}
+
+/// Copies an index fixture into a temp dir under `name`.
+fn index_as(dir: &Path, fixture: &str, name: &str) -> String {
+    let to = dir.join(name);
+    std::fs::copy(repo(&format!("index-part/tests/fixtures/{fixture}")), &to).unwrap();
+    to.to_str().unwrap().to_string()
+}
+
+#[test]
+fn index_part_validate_and_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = index_as(dir.path(), "v2.json", "index_part.json-00000007-00000001");
+    let (code, out, _) = pagectl(&["index-part", "validate", &good]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("ok: ") && out.contains("2 layers, generation 7"),
+        "{out}"
+    );
+
+    // The same bytes under another generation's name are refused.
+    let misnamed = index_as(dir.path(), "v2.json", "index_part.json-00000008-00000001");
+    let (code, _, err) = pagectl(&["index-part", "validate", &misnamed]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("holds an index of generation 00000007"),
+        "{err}"
+    );
+
+    let v1 = index_as(dir.path(), "v1.json", "v1.json");
+    let (code, out, _) = pagectl(&["index-part", "show", &v1]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("layers         3 (2 delta, 1 image), 122880 bytes"),
+        "{out}"
+    );
+    assert!(out.contains("layer LSNs     0/1 .. 0/1A1"), "{out}");
+    assert!(out.contains("generations    2 .. 3"), "{out}");
+}
+
+#[test]
+fn index_part_validate_rejects_and_explains() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.json");
+    let text = std::fs::read_to_string(repo("index-part/tests/fixtures/v2.json")).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("\"deleted_at\"", "\"surprise\": 1, \"deleted_at\""),
+    )
+    .unwrap();
+    let (code, _, err) = pagectl(&["index-part", "validate", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown field `surprise`"), "{err}");
+    // `show` is lenient about unknown fields.
+    assert_eq!(
+        pagectl(&["index-part", "show", path.to_str().unwrap()]).0,
+        0
+    );
+
+    let (code, _, err) = pagectl(&["index-part", "validate", "/nonexistent/index_part.json"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn layer_show_and_verify() {
+    let delta = repo("layer-format/tests/fixtures/v1/delta.layer");
+    let (code, out, _) = pagectl(&["layer", "show", delta.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("kind       delta") && out.contains("records    72"),
+        "{out}"
+    );
+    let (code, out, _) = pagectl(&["layer", "verify", delta.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let checksum: u32 = out.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(
+        pagectl(&[
+            "layer",
+            "verify",
+            delta.to_str().unwrap(),
+            "--checksum",
+            &checksum.to_string()
+        ])
+        .0,
+        0
+    );
+    let (code, _, err) = pagectl(&[
+        "layer",
+        "verify",
+        delta.to_str().unwrap(),
+        "--checksum",
+        &(checksum ^ 1).to_string(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("file checksum mismatch"), "{err}");
+
+    let corrupt = repo("layer-format/tests/fixtures/v1/delta-corrupt.layer");
+    let (code, _, err) = pagectl(&["layer", "verify", corrupt.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("blob checksum mismatch"), "{err}");
+    assert_eq!(pagectl(&["layer", "verify", "/nonexistent/layer"]).0, 2);
+}
