@@ -11,7 +11,7 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use layer_format::durable::publish_batch;
-use layer_format::io::{EngineKind, IoEngine, IoFile, StdEngine};
+use layer_format::io::{EngineKind, FileStat, IoEngine, IoFile, StdEngine};
 use layer_format::name::{Generation, is_temp_file_name};
 use layer_format::{DeltaLayerWriter, FinishedLayer, LayerError, LayerReader, Lsn};
 use std::ffi::OsString;
@@ -235,6 +235,12 @@ impl IoEngine for FaultyEngine {
     }
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         self.inner.create_dir_all(dir)
+    }
+    fn stat(&self, path: &Path) -> io::Result<FileStat> {
+        self.inner.stat(path)
+    }
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.remove_dir_all(dir)
     }
 }
 

@@ -1,9 +1,17 @@
-//! The page server: tenants, timelines, ingest, reads, compaction, remote storage (the
-//! pageserver issue), and the offline tools of `pagectl`.
+//! The page server: tenants, timelines, ingest, reads, remote storage, and the offline tools
+//! of `pagectl`.
 //!
-//! Data flows down from `http` to `timeline` to [`layer_format`], never back up.
+//! Data flows down from [`http`] to [`tenant`] and [`timeline`] to [`layer_format`], never
+//! back up; [`remote`] is used by timelines and tenants.
 
+pub mod config;
+pub mod http;
+pub mod metrics;
 pub mod pagectl;
+pub mod remote;
+pub mod server;
+pub mod tenant;
+pub mod timeline;
 
 pub use index_part;
 pub use layer_format;

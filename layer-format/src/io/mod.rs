@@ -68,6 +68,21 @@ pub trait IoEngine: Send + Sync + fmt::Debug {
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<OsString>>;
     /// Creates a directory and its missing parents.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// What kind of entry `path` is, and its size (without following a final symlink).
+    fn stat(&self, path: &Path) -> io::Result<FileStat>;
+    /// Removes a directory and everything below it.
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// What [`IoEngine::stat`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// A directory.
+    pub is_dir: bool,
+    /// A regular file.
+    pub is_file: bool,
+    /// Size in bytes.
+    pub size: u64,
 }
 
 /// The most buffers one vectored write system call accepts (Linux `UIO_MAXIOV`).
@@ -197,7 +212,15 @@ mod tests {
             assert_eq!(&all, b"hello World");
             assert!(r.write_all_at(b"x", 0).is_err(), "read-only handle");
             engine.create_dir_all(&dir.path().join("x/y")).unwrap();
-            assert!(dir.path().join("x/y").is_dir());
+            assert!(engine.stat(&dir.path().join("x/y")).unwrap().is_dir);
+            let st = engine.stat(&a).unwrap();
+            assert!(st.is_file && !st.is_dir && st.size == 11 + (IOV_MAX as u64 + 5) * 3);
+            assert_eq!(
+                engine.stat(&dir.path().join("nope")).unwrap_err().kind(),
+                io::ErrorKind::NotFound
+            );
+            engine.remove_dir_all(&dir.path().join("x")).unwrap();
+            assert!(!dir.path().join("x").exists());
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The std engine: blocking system calls. Also the home of the namespace operations that the
 //! io_uring engine shares.
 
-use super::{EngineKind, IOV_MAX, IoEngine, IoFile};
+use super::{EngineKind, FileStat, IOV_MAX, IoEngine, IoFile};
 use bytes::Bytes;
 use rustix::fs::{CWD, RenameFlags};
 use std::ffi::OsString;
@@ -73,6 +73,15 @@ pub(super) fn fsync_dir(dir: &Path) -> io::Result<()> {
     rustix::fs::fsync(&fd).map_err(io::Error::from)
 }
 
+pub(super) fn stat(path: &Path) -> io::Result<FileStat> {
+    let m = std::fs::symlink_metadata(path)?;
+    Ok(FileStat {
+        is_dir: m.is_dir(),
+        is_file: m.is_file(),
+        size: m.len(),
+    })
+}
+
 pub(super) fn list_dir(dir: &Path) -> io::Result<Vec<OsString>> {
     std::fs::read_dir(dir)?
         .map(|e| e.map(|e| e.file_name()))
@@ -106,5 +115,11 @@ impl IoEngine for StdEngine {
     }
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)
+    }
+    fn stat(&self, path: &Path) -> io::Result<FileStat> {
+        stat(path)
+    }
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(dir)
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! The thread ends when the engine and all its files are dropped.
 
-use super::{EngineKind, IOV_MAX, IoEngine, IoFile, std_engine};
+use super::{EngineKind, FileStat, IOV_MAX, IoEngine, IoFile, std_engine};
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -248,5 +248,11 @@ impl IoEngine for UringEngine {
     }
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)
+    }
+    fn stat(&self, path: &Path) -> io::Result<FileStat> {
+        std_engine::stat(path)
+    }
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(dir)
     }
 }

@@ -1,0 +1,262 @@
+//! Configuration: `<workdir>/pageserver.toml` if present, then command-line overrides; every
+//! setting has a default that runs on one machine (brief section 9).
+//!
+//! Unknown keys and bad values are start-up errors that name the key. Sizes are integers in
+//! bytes; durations are strings such as `"20s"` or `"1h"`; `remote_storage` is a table, either
+//! `{ local_path = "..." }` or `{ endpoint, bucket, region, prefix }`.
+
+use anyhow::{Context, bail};
+use layer_format::io::EngineChoice;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Name of the config file inside the work directory.
+pub const CONFIG_FILE: &str = "pageserver.toml";
+
+/// Where remote objects live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteStorageConfig {
+    /// A directory on the local filesystem (the default: `<workdir>/remote_storage`).
+    Local {
+        /// The directory.
+        local_path: PathBuf,
+    },
+    /// An S3-compatible endpoint; credentials from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`.
+    S3 {
+        /// `http(s)://host:port`; plain `http://` is accepted on loopback.
+        endpoint: String,
+        /// The bucket.
+        bucket: String,
+        /// The region.
+        region: String,
+        /// A prefix for every key (may be empty).
+        prefix: String,
+    },
+}
+
+/// The server's settings.
+#[derive(Debug, Clone)]
+pub struct PageServerConf {
+    /// This server's id, reported by `GET /v1/status`.
+    pub id: u64,
+    /// The work directory: tenants' local files live under it.
+    pub workdir: PathBuf,
+    /// HTTP listen address.
+    pub listen_http: SocketAddr,
+    /// Remote storage.
+    pub remote_storage: RemoteStorageConfig,
+    /// The I/O engine.
+    pub io_engine: EngineChoice,
+    /// Size of the in-memory layer that triggers a flush to an L0 layer.
+    pub checkpoint_distance: u64,
+    /// Target size of compaction outputs.
+    pub compaction_target_size: u64,
+    /// Number of L0 layers that triggers compaction.
+    pub compaction_threshold: usize,
+    /// Number of stacked deltas that triggers an image layer.
+    pub image_creation_threshold: usize,
+    /// How often compaction runs per timeline.
+    pub compaction_period: Duration,
+    /// How much LSN history GC keeps.
+    pub gc_horizon: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    id: Option<u64>,
+    listen_http: Option<String>,
+    remote_storage: Option<RemoteStorageToml>,
+    io_engine: Option<String>,
+    checkpoint_distance: Option<u64>,
+    compaction_target_size: Option<u64>,
+    compaction_threshold: Option<usize>,
+    image_creation_threshold: Option<usize>,
+    compaction_period: Option<String>,
+    gc_horizon: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoteStorageToml {
+    local_path: Option<PathBuf>,
+    endpoint: Option<String>,
+    bucket: Option<String>,
+    region: Option<String>,
+    prefix: Option<String>,
+}
+
+impl PageServerConf {
+    /// Defaults for `workdir`, without reading any file.
+    pub fn defaults(workdir: &Path) -> PageServerConf {
+        PageServerConf {
+            id: 1,
+            workdir: workdir.to_path_buf(),
+            listen_http: SocketAddr::from(([127, 0, 0, 1], 9898)),
+            remote_storage: RemoteStorageConfig::Local {
+                local_path: workdir.join("remote_storage"),
+            },
+            io_engine: EngineChoice::Auto,
+            checkpoint_distance: 256 << 20,
+            compaction_target_size: 128 << 20,
+            compaction_threshold: 10,
+            image_creation_threshold: 3,
+            compaction_period: Duration::from_secs(20),
+            gc_horizon: 64 << 20,
+        }
+    }
+
+    /// Reads `<workdir>/pageserver.toml` if present, then applies `overrides` (TOML
+    /// `key = value` lines, as given with `-c`).
+    pub fn load(workdir: &Path, overrides: &[String]) -> anyhow::Result<PageServerConf> {
+        let mut text = String::new();
+        let path = workdir.join(CONFIG_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => text = t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+        }
+        let mut table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
+        for o in overrides {
+            let t: toml::Table = toml::from_str(o)
+                .with_context(|| format!("parse override {o:?} (expected key=value in TOML)"))?;
+            table.extend(t);
+        }
+        let file: ConfigFile = table
+            .try_into()
+            .with_context(|| format!("invalid configuration ({} and overrides)", path.display()))?;
+        PageServerConf::from_file(workdir, file)
+    }
+
+    fn from_file(workdir: &Path, f: ConfigFile) -> anyhow::Result<PageServerConf> {
+        let mut c = PageServerConf::defaults(workdir);
+        if let Some(v) = f.id {
+            c.id = v;
+        }
+        if let Some(v) = f.listen_http {
+            c.listen_http = v.parse().with_context(|| {
+                format!("listen_http: {v:?} is not an address such as 127.0.0.1:9898")
+            })?;
+        }
+        if let Some(v) = f.io_engine {
+            c.io_engine = v.parse().map_err(anyhow::Error::msg).context("io_engine")?;
+        }
+        if let Some(r) = f.remote_storage {
+            c.remote_storage = match (r.local_path, r.endpoint, r.bucket) {
+                (Some(local_path), None, None) if r.region.is_none() && r.prefix.is_none() => {
+                    let local_path = if local_path.is_absolute() {
+                        local_path
+                    } else {
+                        workdir.join(local_path)
+                    };
+                    RemoteStorageConfig::Local { local_path }
+                }
+                (None, Some(endpoint), Some(bucket)) => {
+                    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                        bail!("remote_storage.endpoint: {endpoint:?} is not an http(s) URL");
+                    }
+                    RemoteStorageConfig::S3 {
+                        endpoint,
+                        bucket,
+                        region: r.region.unwrap_or_else(|| "us-east-1".into()),
+                        prefix: r.prefix.unwrap_or_default(),
+                    }
+                }
+                _ => bail!(
+                    "remote_storage: expected {{ local_path }} or {{ endpoint, bucket, region, prefix }}"
+                ),
+            };
+        }
+        let positive = |name: &str, v: u64| -> anyhow::Result<u64> {
+            if v == 0 {
+                bail!("{name}: must be above zero");
+            }
+            Ok(v)
+        };
+        if let Some(v) = f.checkpoint_distance {
+            c.checkpoint_distance = positive("checkpoint_distance", v)?;
+        }
+        if let Some(v) = f.compaction_target_size {
+            c.compaction_target_size = positive("compaction_target_size", v)?;
+        }
+        if let Some(v) = f.compaction_threshold {
+            c.compaction_threshold = positive("compaction_threshold", v as u64)? as usize;
+        }
+        if let Some(v) = f.image_creation_threshold {
+            c.image_creation_threshold = positive("image_creation_threshold", v as u64)? as usize;
+        }
+        if let Some(v) = f.compaction_period {
+            c.compaction_period = humantime::parse_duration(&v).with_context(|| {
+                format!("compaction_period: {v:?} is not a duration such as \"20s\"")
+            })?;
+        }
+        if let Some(v) = f.gc_horizon {
+            c.gc_horizon = v;
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, overrides: &[&str]) -> anyhow::Result<PageServerConf> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), text).unwrap();
+        let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        PageServerConf::load(dir.path(), &o)
+    }
+
+    #[test]
+    fn defaults_run_on_one_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = PageServerConf::load(dir.path(), &[]).unwrap();
+        assert_eq!(c.listen_http.to_string(), "127.0.0.1:9898");
+        assert_eq!(
+            c.remote_storage,
+            RemoteStorageConfig::Local {
+                local_path: dir.path().join("remote_storage")
+            }
+        );
+        assert_eq!(c.checkpoint_distance, 256 << 20);
+        assert_eq!(c.compaction_period, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn file_and_overrides() {
+        let c = load(
+            "checkpoint_distance = 1000\ncompaction_period = \"1h\"\nremote_storage = { endpoint = \"http://127.0.0.1:8333\", bucket = \"b\", region = \"r\", prefix = \"p/\" }\n",
+            &["checkpoint_distance = 5", "io_engine = \"std\""],
+        )
+        .unwrap();
+        assert_eq!(c.checkpoint_distance, 5);
+        assert_eq!(c.io_engine, EngineChoice::Std);
+        assert_eq!(c.compaction_period, Duration::from_secs(3600));
+        assert!(
+            matches!(c.remote_storage, RemoteStorageConfig::S3 { ref prefix, .. } if prefix == "p/")
+        );
+    }
+
+    #[test]
+    fn bad_config_is_a_clear_error() {
+        let err = |t: &str| format!("{:#}", load(t, &[]).unwrap_err());
+        assert!(err("chekpoint_distance = 5").contains("unknown field `chekpoint_distance`"));
+        assert!(err("checkpoint_distance = \"big\"").contains("checkpoint_distance"));
+        assert!(err("checkpoint_distance = 0").contains("must be above zero"));
+        assert!(err("compaction_period = \"soon\"").contains("compaction_period"));
+        assert!(err("io_engine = \"epoll\"").contains("unknown io_engine"));
+        assert!(err("listen_http = \"here\"").contains("listen_http"));
+        assert!(
+            err("remote_storage = { local_path = \"x\", bucket = \"b\" }")
+                .contains("remote_storage")
+        );
+        assert!(
+            err("remote_storage = { endpoint = \"ftp://x\", bucket = \"b\" }")
+                .contains("not an http(s) URL")
+        );
+    }
+}

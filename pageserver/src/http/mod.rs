@@ -1,0 +1,284 @@
+//! The HTTP API (brief section 6; documented in docs/http-api.md).
+//!
+//! Ids in paths are parsed before anything else, so a malformed id (or a path-traversal
+//! attempt) is a 400 that never reaches a path or an object key. Request bodies are read as
+//! bytes and parsed here, so that every error is the JSON `{"error"}` shape.
+
+mod error;
+
+pub use error::ApiError;
+
+use crate::server::PageServer;
+use crate::tenant::Tenant;
+use crate::timeline::{ReadError, Timeline};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use index_part::names::{TenantId, TimelineId};
+use layer_format::{Key, Lsn};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// The largest ingest body accepted.
+pub const MAX_INGEST_BODY: usize = 64 << 20;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The API router.
+pub fn router(server: Arc<PageServer>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/tenant", post(create_tenant).get(list_tenants))
+        .route("/v1/tenant/{tenant_id}", get(tenant_info))
+        .route("/v1/tenant/{tenant_id}/attach", post(attach_tenant))
+        .route("/v1/tenant/{tenant_id}/detach", post(detach_tenant))
+        .route("/v1/tenant/{tenant_id}/timeline", post(create_timeline))
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}",
+            get(timeline_info),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/ingest",
+            post(ingest).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/page",
+            get(get_page),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/checkpoint",
+            put(checkpoint),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/layer",
+            get(layers),
+        )
+        .route("/v1/failpoints", put(failpoints))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .with_state(server)
+}
+
+fn tenant_id(s: &str) -> ApiResult<TenantId> {
+    s.parse()
+        .map_err(|e: index_part::names::ParseNameError| ApiError::bad_request(e.to_string()))
+}
+
+fn timeline_id(s: &str) -> ApiResult<TimelineId> {
+    s.parse()
+        .map_err(|e: index_part::names::ParseNameError| ApiError::bad_request(e.to_string()))
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn lookup(server: &PageServer, t: &str, tl: &str) -> ApiResult<(Arc<Tenant>, Arc<Timeline>)> {
+    let (t, tl) = (tenant_id(t)?, timeline_id(tl)?);
+    let tenant = server.tenants.get(t)?;
+    let timeline = tenant
+        .timeline(tl)
+        .ok_or_else(|| ApiError::not_found(format!("timeline {tl} not found")))?;
+    Ok((tenant, timeline))
+}
+
+async fn status(State(s): State<Arc<PageServer>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "id": s.conf.id, "version": env!("CARGO_PKG_VERSION") }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    tenant_id: String,
+}
+
+async fn create_tenant(State(s): State<Arc<PageServer>>, body: Bytes) -> ApiResult<Response> {
+    let req: CreateTenant = json_body(&body)?;
+    let id = tenant_id(&req.tenant_id)?;
+    let tenant = s
+        .tenants
+        .create_tenant(id)
+        .instrument(tracing::info_span!("create_tenant", tenant_id = %id))
+        .await?;
+    Ok((StatusCode::CREATED, Json(tenant.info())).into_response())
+}
+
+async fn list_tenants(State(s): State<Arc<PageServer>>) -> Response {
+    Json(
+        s.tenants
+            .list()
+            .iter()
+            .map(|t| t.info())
+            .collect::<Vec<_>>(),
+    )
+    .into_response()
+}
+
+async fn tenant_info(
+    State(s): State<Arc<PageServer>>,
+    Path(t): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(s.tenants.get(tenant_id(&t)?)?.info()).into_response())
+}
+
+async fn attach_tenant(
+    State(s): State<Arc<PageServer>>,
+    Path(t): Path<String>,
+) -> ApiResult<Response> {
+    let id = tenant_id(&t)?;
+    let tenant = s
+        .tenants
+        .attach_tenant(id)
+        .instrument(tracing::info_span!("attach", tenant_id = %id))
+        .await?;
+    Ok(Json(tenant.info()).into_response())
+}
+
+async fn detach_tenant(
+    State(s): State<Arc<PageServer>>,
+    Path(t): Path<String>,
+) -> ApiResult<Response> {
+    let id = tenant_id(&t)?;
+    s.tenants
+        .detach_tenant(id)
+        .instrument(tracing::info_span!("detach", tenant_id = %id))
+        .await?;
+    Ok(Json(serde_json::json!({})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTimeline {
+    timeline_id: String,
+}
+
+async fn create_timeline(
+    State(s): State<Arc<PageServer>>,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let t = tenant_id(&t)?;
+    let req: CreateTimeline = json_body(&body)?;
+    let tl = timeline_id(&req.timeline_id)?;
+    let span = tracing::info_span!("create_timeline", tenant_id = %t, timeline_id = %tl);
+    let timeline = s.tenants.create_timeline(t, tl).instrument(span).await?;
+    Ok((StatusCode::CREATED, Json(timeline.info())).into_response())
+}
+
+async fn timeline_info(
+    State(s): State<Arc<PageServer>>,
+    Path((t, tl)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (_, timeline) = lookup(&s, &t, &tl)?;
+    Ok(Json(timeline.info()).into_response())
+}
+
+async fn ingest(
+    State(s): State<Arc<PageServer>>,
+    Path((t, tl)): Path<(String, String)>,
+    body: Body,
+) -> ApiResult<Response> {
+    let (_, timeline) = lookup(&s, &t, &tl)?;
+    let body = axum::body::to_bytes(body, MAX_INGEST_BODY)
+        .await
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "request body over {MAX_INGEST_BODY} bytes or unreadable: {e}"
+            ))
+        })?;
+    let span = tracing::debug_span!("ingest", tenant_id = %timeline.tenant_id, timeline_id = %timeline.timeline_id);
+    let lsn = timeline
+        .ingest(&body)
+        .instrument(span)
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(serde_json::json!({ "last_record_lsn": lsn.to_string() })).into_response())
+}
+
+async fn get_page(
+    State(s): State<Arc<PageServer>>,
+    Path((t, tl)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let (_, timeline) = lookup(&s, &t, &tl)?;
+    let key: Key = q
+        .get("key")
+        .ok_or_else(|| ApiError::bad_request("missing query parameter key"))?
+        .parse()
+        .map_err(|e: layer_format::ParseKeyError| ApiError::bad_request(e.to_string()))?;
+    if key == Key::MAX {
+        return Err(ApiError::bad_request("key ffff...ff is reserved"));
+    }
+    let lsn: Lsn = q
+        .get("lsn")
+        .ok_or_else(|| ApiError::bad_request("missing query parameter lsn"))?
+        .parse()
+        .map_err(|e: layer_format::ParseKeyError| ApiError::bad_request(e.to_string()))?;
+    let span = tracing::debug_span!("get_page", tenant_id = %timeline.tenant_id, timeline_id = %timeline.timeline_id);
+    match timeline.get_page(key, lsn).instrument(span).await {
+        Ok(page) => {
+            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], page).into_response())
+        }
+        Err(e @ ReadError::LsnAhead { .. }) => Err(ApiError::bad_request(e.to_string())),
+        Err(e @ ReadError::NotFound { .. }) => Err(ApiError::not_found(e.to_string())),
+        Err(e) => Err(ApiError::internal(&anyhow::Error::new(e))),
+    }
+}
+
+async fn checkpoint(
+    State(s): State<Arc<PageServer>>,
+    Path((t, tl)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (_, timeline) = lookup(&s, &t, &tl)?;
+    let span = tracing::info_span!("checkpoint", tenant_id = %timeline.tenant_id, timeline_id = %timeline.timeline_id);
+    timeline
+        .checkpoint()
+        .instrument(span)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(timeline.info()).into_response())
+}
+
+async fn layers(
+    State(s): State<Arc<PageServer>>,
+    Path((t, tl)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (_, timeline) = lookup(&s, &t, &tl)?;
+    Ok(Json(serde_json::json!({ "layers": timeline.layer_list() })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailpointConfig {
+    name: String,
+    actions: String,
+}
+
+async fn failpoints(body: Bytes) -> ApiResult<Response> {
+    if !layer_format::failpoints::enabled() {
+        return Err(ApiError::not_found(
+            "failpoints are only available in builds with the testing feature",
+        ));
+    }
+    let list: Vec<FailpointConfig> = json_body(&body)?;
+    for fp in list {
+        layer_format::failpoints::configure(&fp.name, &fp.actions)
+            .map_err(|e| ApiError::bad_request(format!("failpoint {}: {e}", fp.name)))?;
+        tracing::info!(name = fp.name, actions = fp.actions, "failpoint configured");
+    }
+    Ok(Json(serde_json::json!({})).into_response())
+}
+
+async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::METRICS.encode(),
+    )
+        .into_response()
+}

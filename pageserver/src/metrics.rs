@@ -1,0 +1,111 @@
+//! Prometheus metrics, one per failure path and per moving part, served at `GET /metrics`.
+
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::sync::LazyLock;
+
+/// All metrics of the process.
+pub struct Metrics {
+    registry: Registry,
+    /// Bytes of ingest request bodies accepted.
+    pub ingest_bytes: IntCounter,
+    /// Records accepted by ingest.
+    pub ingest_records: IntCounter,
+    /// Ingest requests rejected as malformed.
+    pub ingest_rejected: IntCounter,
+    /// Flushes of in-memory layers by outcome (`ok`, `error`).
+    pub flushes: IntCounterVec,
+    /// Layer file publishes by outcome (`ok`, `already_exists`, `error`).
+    pub layer_publishes: IntCounterVec,
+    /// Remote operations by kind (`upload_layer`, `upload_index`, `claim_generation`, `delete`,
+    /// `download_layer`) and outcome (`created`, `identical`, `conflict`, `error`, `ok`).
+    pub remote_ops: IntCounterVec,
+    /// Start-up reconciliation actions by kind.
+    pub reconcile_actions: IntCounterVec,
+    /// Files moved to `lost+found/`.
+    pub quarantined_files: IntCounter,
+    /// Current LSNs per timeline (`last_record`, `disk_consistent`, `remote_consistent`).
+    pub timeline_lsn: IntGaugeVec,
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+/// The process's metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let r = Registry::new();
+    let timeline_lsn = IntGaugeVec::new(
+        Opts::new("pageserver_timeline_lsn", "Current LSNs of each timeline"),
+        &["tenant_id", "timeline_id", "kind"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(timeline_lsn.clone()))
+        .expect("registered once");
+    Metrics {
+        ingest_bytes: counter(
+            &r,
+            "pageserver_ingest_bytes_total",
+            "Bytes of ingest bodies accepted",
+        ),
+        ingest_records: counter(
+            &r,
+            "pageserver_ingest_records_total",
+            "Records accepted by ingest",
+        ),
+        ingest_rejected: counter(
+            &r,
+            "pageserver_ingest_rejected_total",
+            "Ingest requests rejected as malformed",
+        ),
+        flushes: counter_vec(
+            &r,
+            "pageserver_flushes_total",
+            "Flushes of in-memory layers",
+            &["outcome"],
+        ),
+        layer_publishes: counter_vec(
+            &r,
+            "pageserver_layer_publishes_total",
+            "Layer file publishes",
+            &["outcome"],
+        ),
+        remote_ops: counter_vec(
+            &r,
+            "pageserver_remote_operations_total",
+            "Remote storage operations",
+            &["kind", "outcome"],
+        ),
+        reconcile_actions: counter_vec(
+            &r,
+            "pageserver_reconcile_actions_total",
+            "Start-up reconciliation actions",
+            &["action"],
+        ),
+        quarantined_files: counter(
+            &r,
+            "pageserver_quarantined_files_total",
+            "Files moved to lost+found",
+        ),
+        timeline_lsn,
+        registry: r,
+    }
+});
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
+        String::from_utf8(out).expect("prometheus text is UTF-8")
+    }
+}

@@ -1,0 +1,238 @@
+//! The local-filesystem backend (the default): objects are files under a root directory.
+//!
+//! Durable like the layer files: an object is written to a temp file, fsynced, and published
+//! under its key with `RENAME_NOREPLACE` (or `link`, which refuses to overwrite as well) followed
+//! by a directory fsync, through the layer-format I/O engine, so that the power-loss tests see
+//! every operation. Directories created for a key are fsynced into their parents. Temp files
+//! never appear in listings.
+
+use super::{PutOutcome, RemoteStorage};
+use anyhow::Context;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use layer_format::LayerError;
+use layer_format::durable::{TempFile, publish};
+use layer_format::io::IoEngine;
+use layer_format::name::is_temp_file_name;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Objects as files under `root`.
+#[derive(Debug, Clone)]
+pub struct LocalFs {
+    root: PathBuf,
+    engine: Arc<dyn IoEngine>,
+}
+
+impl LocalFs {
+    /// A backend rooted at `root` (created if missing).
+    pub fn new(root: &Path, engine: Arc<dyn IoEngine>) -> anyhow::Result<LocalFs> {
+        engine
+            .create_dir_all(root)
+            .with_context(|| format!("create {}", root.display()))?;
+        Ok(LocalFs {
+            root: root.to_path_buf(),
+            engine,
+        })
+    }
+
+    fn path(&self, key: &str) -> anyhow::Result<PathBuf> {
+        anyhow::ensure!(
+            !key.is_empty()
+                && key
+                    .split('/')
+                    .all(|c| !c.is_empty() && c != "." && c != ".."),
+            "invalid object key {key:?}"
+        );
+        Ok(self.root.join(key))
+    }
+
+    /// Creates the missing directories above `path`, fsyncing each new one into its parent.
+    fn ensure_parent(&self, path: &Path) -> io::Result<()> {
+        let parent = path.parent().expect("object paths have a parent");
+        let mut missing = Vec::new();
+        let mut p = parent;
+        while p != self.root && self.engine.stat(p).is_err() {
+            missing.push(p.to_path_buf());
+            p = p.parent().expect("below the root");
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.engine.create_dir_all(parent)?;
+        for dir in missing.iter().rev() {
+            self.engine
+                .fsync_dir(dir.parent().expect("below the root"))?;
+        }
+        Ok(())
+    }
+
+    fn put_blocking(&self, key: &str, data: &[u8]) -> anyhow::Result<PutOutcome> {
+        let path = self.path(key)?;
+        self.ensure_parent(&path)
+            .with_context(|| format!("create directories for {key}"))?;
+        let temp = TempFile::create(&self.engine, &path)?;
+        temp.write_all_at(data, 0)?;
+        match publish(temp.sync()?) {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(LayerError::AlreadyExists { .. }) => Ok(PutOutcome::AlreadyExists),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn get_blocking(&self, key: &str) -> anyhow::Result<Option<Bytes>> {
+        let path = self.path(key)?;
+        let file = match self.engine.open_read(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+        };
+        let mut buf = vec![0u8; file.size()? as usize];
+        file.read_exact_at(&mut buf, 0)
+            .with_context(|| format!("read {}", path.display()))?;
+        Ok(Some(Bytes::from(buf)))
+    }
+
+    fn list_blocking(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        // Walk from the deepest directory the prefix names completely.
+        let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.path(dir_part)?
+        };
+        let mut out = Vec::new();
+        let mut stack = vec![(start, dir_part.to_string())];
+        while let Some((dir, key_prefix)) = stack.pop() {
+            let names = match self.engine.list_dir(&dir) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("list {}", dir.display())),
+            };
+            for name in names {
+                let Some(name) = name.to_str().map(str::to_string) else {
+                    continue;
+                };
+                if is_temp_file_name(&name) {
+                    continue;
+                }
+                let key = if key_prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{key_prefix}/{name}")
+                };
+                let path = dir.join(&name);
+                if self.engine.stat(&path).map(|s| s.is_dir).unwrap_or(false) {
+                    if prefix.starts_with(&key) || key.starts_with(prefix) {
+                        stack.push((path, key));
+                    }
+                } else if key.starts_with(prefix) {
+                    out.push(key);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn delete_blocking(&self, key: &str) -> anyhow::Result<()> {
+        let path = self.path(key)?;
+        match self.engine.unlink(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("delete {}", path.display())),
+        }
+        let parent = path.parent().expect("object paths have a parent");
+        self.engine
+            .fsync_dir(parent)
+            .with_context(|| format!("fsync {}", parent.display()))
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .context("blocking task panicked")?
+}
+
+impl RemoteStorage for LocalFs {
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        data: Bytes,
+    ) -> BoxFuture<'a, anyhow::Result<PutOutcome>> {
+        let (this, key) = (self.clone(), key.to_string());
+        Box::pin(blocking(move || this.put_blocking(&key, &data)))
+    }
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Option<Bytes>>> {
+        let (this, key) = (self.clone(), key.to_string());
+        Box::pin(blocking(move || this.get_blocking(&key)))
+    }
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<String>>> {
+        let (this, prefix) = (self.clone(), prefix.to_string());
+        Box::pin(blocking(move || this.list_blocking(&prefix)))
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        let (this, key) = (self.clone(), key.to_string());
+        Box::pin(blocking(move || this.delete_blocking(&key)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::{Created, create_once};
+    use layer_format::io::{EngineChoice, open_engine};
+
+    #[tokio::test]
+    async fn create_once_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = LocalFs::new(dir.path(), open_engine(EngineChoice::Std).unwrap()).unwrap();
+        assert_eq!(
+            create_once(&fs, "test", "a/b/c", Bytes::from_static(b"one"))
+                .await
+                .unwrap(),
+            Created::New
+        );
+        assert_eq!(
+            create_once(&fs, "test", "a/b/c", Bytes::from_static(b"one"))
+                .await
+                .unwrap(),
+            Created::Identical
+        );
+        let err = create_once(&fs, "test", "a/b/c", Bytes::from_static(b"two"))
+            .await
+            .unwrap_err();
+        assert!(
+            err.downcast_ref::<super::super::Conflict>().is_some(),
+            "{err:#}"
+        );
+        assert_eq!(
+            fs.get("a/b/c").await.unwrap().unwrap(),
+            Bytes::from_static(b"one")
+        );
+        assert_eq!(fs.get("a/b/d").await.unwrap(), None);
+        fs.put_if_absent("a/x", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        fs.put_if_absent("ab/y", Bytes::from_static(b"y"))
+            .await
+            .unwrap();
+        assert_eq!(
+            fs.list("a/").await.unwrap(),
+            vec!["a/b/c".to_string(), "a/x".to_string()]
+        );
+        assert_eq!(
+            fs.list("a").await.unwrap(),
+            vec!["a/b/c".to_string(), "a/x".to_string(), "ab/y".to_string()]
+        );
+        assert_eq!(fs.list("zzz/").await.unwrap(), Vec::<String>::new());
+        fs.delete("a/x").await.unwrap();
+        fs.delete("a/x").await.unwrap();
+        assert_eq!(fs.list("a/").await.unwrap(), vec!["a/b/c".to_string()]);
+        assert!(fs.get("../escape").await.is_err());
+    }
+}

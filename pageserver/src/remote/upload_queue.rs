@@ -1,0 +1,307 @@
+//! The per-timeline upload queue (I4, I5, I8, I9).
+//!
+//! One task per timeline executes operations strictly in the order they were queued: a flush
+//! queues its layer and then the index that references it, so no index is uploaded before its
+//! layers. Each operation is retried with exponential backoff until it succeeds or the
+//! timeline shuts down; a failure is logged, counted and reported in timeline info, and never
+//! blocks ingest (flushes only queue work).
+//!
+//! After an index upload the task checks that no higher generation has been claimed, and only
+//! then advances `remote_consistent_lsn` (I8, I9). If one has, the attachment is stale: it
+//! stops acknowledging.
+//!
+//! Before a layer is uploaded its bytes are checked against the size and checksum the index
+//! will record, so a file damaged on local disk is never uploaded.
+
+use super::generation::highest_generation;
+use super::{RemoteStorage, create_once};
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use index_part::names::{
+    Generation, IndexObjectName, LayerFileName, TenantId, TimelineId, index_object_key,
+    layer_object_key,
+};
+use index_part::{IndexPart, LayerMetadata};
+use layer_format::Lsn;
+use layer_format::io::IoEngine;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// First retry delay.
+const BACKOFF_START: Duration = Duration::from_millis(50);
+/// Longest retry delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// One queued upload.
+#[derive(Debug)]
+pub enum UploadOp {
+    /// Upload a local layer file.
+    Layer {
+        /// Its file and object name.
+        file_name: LayerFileName,
+        /// The local file.
+        path: PathBuf,
+        /// What the index records of it.
+        meta: LayerMetadata,
+    },
+    /// Upload an index version.
+    Index {
+        /// The index.
+        index: Box<IndexPart>,
+        /// Its sequence number within the generation.
+        seq: u32,
+    },
+}
+
+/// What the queue reports.
+#[derive(Debug)]
+pub struct UploadState {
+    remote_consistent_lsn: watch::Sender<Lsn>,
+    last_error: Mutex<Option<String>>,
+    stale: AtomicBool,
+    pending: AtomicUsize,
+    uploaded: Mutex<std::collections::HashSet<String>>,
+}
+
+impl UploadState {
+    /// Whether the layer file `name` is known to be in remote storage.
+    pub fn is_uploaded(&self, name: &LayerFileName) -> bool {
+        self.uploaded
+            .lock()
+            .expect("not poisoned")
+            .contains(&name.to_string())
+    }
+    /// Records layer files known to be in remote storage (those of a loaded index).
+    pub fn mark_uploaded(&self, names: impl IntoIterator<Item = LayerFileName>) {
+        self.uploaded
+            .lock()
+            .expect("not poisoned")
+            .extend(names.into_iter().map(|n| n.to_string()));
+    }
+    /// The `disk_consistent_lsn` of the newest index known durable remotely.
+    pub fn remote_consistent_lsn(&self) -> Lsn {
+        *self.remote_consistent_lsn.borrow()
+    }
+    /// The error of the last failed attempt, cleared by the next success.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("not poisoned").clone()
+    }
+    /// Whether a newer attachment (higher generation) was seen.
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::SeqCst)
+    }
+    /// Operations queued and not yet done.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+    /// Waits until `remote_consistent_lsn` reaches `lsn`.
+    pub async fn wait_for(&self, lsn: Lsn) {
+        let mut rx = self.remote_consistent_lsn.subscribe();
+        let _ = rx.wait_for(|l| *l >= lsn).await;
+    }
+}
+
+/// The queue of one timeline.
+#[derive(Debug)]
+pub struct UploadQueue {
+    tx: mpsc::UnboundedSender<UploadOp>,
+    state: Arc<UploadState>,
+    cancel: watch::Sender<bool>,
+}
+
+/// Where a queue uploads.
+#[derive(Debug, Clone)]
+pub struct UploadTarget {
+    /// The store.
+    pub storage: Arc<dyn RemoteStorage>,
+    /// For reading local layer files.
+    pub engine: Arc<dyn IoEngine>,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The timeline.
+    pub timeline: TimelineId,
+    /// This attachment's generation.
+    pub generation: Generation,
+}
+
+impl UploadQueue {
+    /// Starts the queue's task; `remote_consistent_lsn` starts at `start_lsn`.
+    pub fn start(target: UploadTarget, start_lsn: Lsn) -> UploadQueue {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(UploadState {
+            remote_consistent_lsn: watch::Sender::new(start_lsn),
+            last_error: Mutex::new(None),
+            stale: AtomicBool::new(false),
+            pending: AtomicUsize::new(0),
+            uploaded: Mutex::new(Default::default()),
+        });
+        let (cancel, cancelled) = watch::channel(false);
+        let span = tracing::info_span!("upload_queue", tenant_id = %target.tenant, timeline_id = %target.timeline);
+        let task_state = state.clone();
+        tokio::spawn(tracing::Instrument::instrument(
+            run(target, rx, task_state, cancelled),
+            span,
+        ));
+        UploadQueue { tx, state, cancel }
+    }
+
+    /// Queues an operation.
+    pub fn push(&self, op: UploadOp) {
+        self.state.pending.fetch_add(1, Ordering::SeqCst);
+        if self.tx.send(op).is_err() {
+            self.state.pending.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!("upload queue has stopped; operation dropped");
+        }
+    }
+
+    /// The queue's state.
+    pub fn state(&self) -> &Arc<UploadState> {
+        &self.state
+    }
+
+    /// Stops the task after its current attempt.
+    pub fn shutdown(&self) {
+        self.cancel.send_replace(true);
+    }
+}
+
+impl Drop for UploadQueue {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+async fn run(
+    target: UploadTarget,
+    mut rx: mpsc::UnboundedReceiver<UploadOp>,
+    state: Arc<UploadState>,
+    mut cancelled: watch::Receiver<bool>,
+) {
+    loop {
+        let op = tokio::select! {
+            op = rx.recv() => match op { Some(op) => op, None => return },
+            _ = cancelled.wait_for(|c| *c) => return,
+        };
+        let mut backoff = BACKOFF_START;
+        loop {
+            match execute(&target, &op, &state).await {
+                Ok(()) => {
+                    *state.last_error.lock().expect("not poisoned") = None;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!("upload failed, retrying in {backoff:?}: {e:#}");
+                    *state.last_error.lock().expect("not poisoned") = Some(format!("{e:#}"));
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = cancelled.wait_for(|c| *c) => return,
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        state.pending.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn execute(t: &UploadTarget, op: &UploadOp, state: &UploadState) -> anyhow::Result<()> {
+    match op {
+        UploadOp::Layer {
+            file_name,
+            path,
+            meta,
+        } => {
+            fail::fail_point!("upload-layer-before", |_| bail!(
+                "failpoint upload-layer-before"
+            ));
+            let data = read_checked(&t.engine, path, meta).await?;
+            let key = layer_object_key(t.tenant, t.timeline, file_name);
+            create_once(&*t.storage, "upload_layer", &key, data).await?;
+            state.mark_uploaded([file_name.clone()]);
+            fail::fail_point!("upload-layer-after", |_| bail!(
+                "failpoint upload-layer-after"
+            ));
+            Ok(())
+        }
+        UploadOp::Index { index, seq } => {
+            fail::fail_point!("upload-index-before", |_| bail!(
+                "failpoint upload-index-before"
+            ));
+            let object = IndexObjectName {
+                generation: t.generation,
+                seq: *seq,
+            };
+            let json = index.to_json().context("serialize index")?;
+            create_once(
+                &*t.storage,
+                "upload_index",
+                &index_object_key(t.tenant, t.timeline, object),
+                Bytes::from(json),
+            )
+            .await?;
+            fail::fail_point!("upload-index-after", |_| bail!(
+                "failpoint upload-index-after"
+            ));
+            // Acknowledge only if no newer attachment exists (I8).
+            match highest_generation(&*t.storage, t.tenant).await? {
+                Some(g) if g > t.generation => {
+                    if !state.stale.swap(true, Ordering::SeqCst) {
+                        tracing::warn!(
+                            newer = g.0,
+                            "a newer generation exists; this attachment is stale and stops acknowledging uploads"
+                        );
+                    }
+                }
+                _ => {
+                    state.remote_consistent_lsn.send_if_modified(|l| {
+                        let advance = index.disk_consistent_lsn > *l;
+                        if advance {
+                            *l = index.disk_consistent_lsn;
+                        }
+                        advance
+                    });
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads a local layer file and checks it against what the index records.
+async fn read_checked(
+    engine: &Arc<dyn IoEngine>,
+    path: &std::path::Path,
+    meta: &LayerMetadata,
+) -> anyhow::Result<Bytes> {
+    let (engine, path2, meta) = (engine.clone(), path.to_path_buf(), *meta);
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Bytes> {
+        let f = engine
+            .open_read(&path2)
+            .with_context(|| format!("open {}", path2.display()))?;
+        let size = f.size()?;
+        if size != meta.file_size {
+            bail!(
+                "{} is {size} bytes, the index records {}",
+                path2.display(),
+                meta.file_size
+            );
+        }
+        let mut buf = vec![0u8; size as usize];
+        f.read_exact_at(&mut buf, 0)
+            .with_context(|| format!("read {}", path2.display()))?;
+        let crc = crc32c::crc32c(&buf);
+        if crc != meta.checksum {
+            bail!(
+                "{} has checksum {crc:08x}, the index records {:08x}",
+                path2.display(),
+                meta.checksum
+            );
+        }
+        Ok(Bytes::from(buf))
+    })
+    .await
+    .context("read task panicked")?
+}

@@ -1,0 +1,101 @@
+//! The server: I/O engine, remote storage (after proving it enforces create-only), tenants,
+//! and the HTTP router.
+
+use crate::config::{PageServerConf, RemoteStorageConfig};
+use crate::remote::local::LocalFs;
+use crate::remote::{PutOutcome, RemoteStorage};
+use crate::tenant::TenantManager;
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use layer_format::io::{IoEngine, open_engine};
+use std::sync::Arc;
+
+/// A running page server (without its listener).
+#[derive(Debug)]
+pub struct PageServer {
+    /// Settings.
+    pub conf: Arc<PageServerConf>,
+    /// The I/O engine.
+    pub engine: Arc<dyn IoEngine>,
+    /// Remote storage.
+    pub storage: Arc<dyn RemoteStorage>,
+    /// Tenants.
+    pub tenants: Arc<TenantManager>,
+}
+
+/// Opens the configured remote storage.
+pub fn open_storage(
+    conf: &PageServerConf,
+    engine: &Arc<dyn IoEngine>,
+) -> anyhow::Result<Arc<dyn RemoteStorage>> {
+    match &conf.remote_storage {
+        RemoteStorageConfig::Local { local_path } => {
+            Ok(Arc::new(LocalFs::new(local_path, engine.clone())?))
+        }
+        RemoteStorageConfig::S3 { .. } => bail!(
+            "the S3 backend is not built yet; use remote_storage = {{ local_path = \"...\" }}"
+        ),
+    }
+}
+
+/// Proves that `storage` refuses a second create of the same object: some S3-compatible
+/// servers silently ignore `If-None-Match`, and every guarantee here rests on it.
+pub async fn probe_create_only(storage: &dyn RemoteStorage) -> anyhow::Result<()> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let key = format!("probes/create-only-{nanos:x}-{}", std::process::id());
+    let first = storage
+        .put_if_absent(&key, Bytes::from_static(b"first"))
+        .await
+        .context("create-only probe: first put")?;
+    let second = storage
+        .put_if_absent(&key, Bytes::from_static(b"second"))
+        .await
+        .context("create-only probe: second put")?;
+    let back = storage
+        .get(&key)
+        .await
+        .context("create-only probe: read back")?;
+    let _ = storage.delete(&key).await;
+    if first != PutOutcome::Created
+        || second != PutOutcome::AlreadyExists
+        || back.as_deref() != Some(&b"first"[..])
+    {
+        bail!(
+            "remote storage does not enforce create-only puts (a second create of {key} was not refused); refusing to run on it"
+        );
+    }
+    Ok(())
+}
+
+impl PageServer {
+    /// Opens everything and attaches the tenants found locally.
+    pub async fn start(conf: PageServerConf) -> anyhow::Result<Arc<PageServer>> {
+        let conf = Arc::new(conf);
+        let engine = open_engine(conf.io_engine).context("open the I/O engine")?;
+        engine
+            .create_dir_all(&conf.workdir)
+            .with_context(|| format!("create {}", conf.workdir.display()))?;
+        let storage = open_storage(&conf, &engine)?;
+        probe_create_only(&*storage).await?;
+        let tenants = TenantManager::start(conf.clone(), engine.clone(), storage.clone()).await?;
+        Ok(Arc::new(PageServer {
+            conf,
+            engine,
+            storage,
+            tenants,
+        }))
+    }
+
+    /// The HTTP router.
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        crate::http::router(self.clone())
+    }
+
+    /// Stops background work.
+    pub fn shutdown(&self) {
+        self.tenants.shutdown();
+    }
+}

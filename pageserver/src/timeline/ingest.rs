@@ -1,0 +1,279 @@
+//! Decoding ingest request bodies (brief section 6), strictly.
+//!
+//! ```text
+//! record := key[16] | lsn: u64 BE | kind: u8 (0 image, 1 delta, 2 delta will_init)
+//!           | len: u32 BE | payload[len]
+//! ```
+//!
+//! A body is accepted whole or not at all: every rule is checked before anything is applied,
+//! and the error names the byte offset of the record (or patch) at fault.
+
+use bytes::Bytes;
+use layer_format::value::{PAGE_SIZE, Value, validate_record};
+use layer_format::{Key, Lsn};
+
+/// Size of a record header.
+pub const RECORD_HEADER_SIZE: usize = 16 + 8 + 1 + 4;
+/// The largest delta record accepted.
+pub const MAX_DELTA_RECORD: usize = 1 << 20;
+
+/// One decoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The page.
+    pub key: Key,
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// What it holds.
+    pub value: Value,
+}
+
+/// Why a body was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record at byte {offset}: {message}")]
+pub struct IngestError {
+    /// Byte offset of the record in the body.
+    pub offset: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Decodes a whole body. `last_record_lsn` is the timeline's: the first LSN must be above it.
+pub fn decode(body: &Bytes, last_record_lsn: Lsn) -> Result<Vec<Record>, IngestError> {
+    let mut out: Vec<Record> = Vec::new();
+    let mut at = 0usize;
+    if body.is_empty() {
+        return Err(IngestError {
+            offset: 0,
+            message: "empty body: no records".into(),
+        });
+    }
+    while at < body.len() {
+        let err = |message: String| IngestError {
+            offset: at,
+            message,
+        };
+        let left = body.len() - at;
+        if left < RECORD_HEADER_SIZE {
+            return Err(err(format!(
+                "truncated header: {left} bytes left, {RECORD_HEADER_SIZE} needed"
+            )));
+        }
+        let h = &body[at..at + RECORD_HEADER_SIZE];
+        let key = Key(h[..16].try_into().expect("16 bytes"));
+        let lsn = Lsn(u64::from_be_bytes(h[16..24].try_into().expect("8 bytes")));
+        let kind = h[24];
+        let len = u32::from_be_bytes(h[25..29].try_into().expect("4 bytes")) as usize;
+        if key == Key::MAX {
+            return Err(err(
+                "key ffff...ff is reserved as the end of the key space".into()
+            ));
+        }
+        match out.last() {
+            None if lsn <= last_record_lsn => {
+                return Err(err(format!(
+                    "LSN {lsn} is not above the timeline's last_record_lsn {last_record_lsn}"
+                )));
+            }
+            Some(prev) if lsn < prev.lsn => {
+                return Err(err(format!(
+                    "LSN {lsn} is below the previous record's {}",
+                    prev.lsn
+                )));
+            }
+            _ => {}
+        }
+        if left - RECORD_HEADER_SIZE < len {
+            return Err(err(format!(
+                "payload of {len} bytes runs past the end of the body ({} bytes left)",
+                left - RECORD_HEADER_SIZE
+            )));
+        }
+        let payload = body.slice(at + RECORD_HEADER_SIZE..at + RECORD_HEADER_SIZE + len);
+        let value = match kind {
+            0 => {
+                if len != PAGE_SIZE {
+                    return Err(err(format!(
+                        "image of {len} bytes; an image is exactly {PAGE_SIZE}"
+                    )));
+                }
+                Value::Image(payload)
+            }
+            1 | 2 => {
+                if len > MAX_DELTA_RECORD {
+                    return Err(err(format!(
+                        "delta record of {len} bytes is over the {MAX_DELTA_RECORD}-byte limit"
+                    )));
+                }
+                if len == 0 {
+                    return Err(err("empty delta record".into()));
+                }
+                validate_record(&payload).map_err(|e| err(format!("delta payload: {e}")))?;
+                Value::Delta {
+                    will_init: kind == 2,
+                    record: payload,
+                }
+            }
+            other => {
+                return Err(err(format!(
+                    "unknown record kind {other} (0 image, 1 delta, 2 delta will_init)"
+                )));
+            }
+        };
+        if out
+            .iter()
+            .rev()
+            .take_while(|r| r.lsn == lsn)
+            .any(|r| r.key == key)
+        {
+            return Err(err(format!("key {key} appears twice at LSN {lsn}")));
+        }
+        out.push(Record { key, lsn, value });
+        at += RECORD_HEADER_SIZE + len;
+    }
+    Ok(out)
+}
+
+/// Encodes records in the wire format (tests and tools).
+pub fn encode(records: &[Record]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        let (kind, payload) = match &r.value {
+            Value::Image(b) => (0u8, b),
+            Value::Delta {
+                will_init: false,
+                record,
+            } => (1, record),
+            Value::Delta {
+                will_init: true,
+                record,
+            } => (2, record),
+        };
+        out.extend_from_slice(&r.key.0);
+        out.extend_from_slice(&r.lsn.0.to_be_bytes());
+        out.push(kind);
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use layer_format::value::{Patch, encode_patches};
+
+    fn delta(k: u128, lsn: u64) -> Record {
+        Record {
+            key: Key::from_u128(k),
+            lsn: Lsn(lsn),
+            value: Value::Delta {
+                will_init: true,
+                record: encode_patches(&[Patch {
+                    offset: 10,
+                    bytes: b"abc",
+                }]),
+            },
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let recs = vec![
+            delta(1, 5),
+            delta(2, 5),
+            Record {
+                key: Key::from_u128(1),
+                lsn: Lsn(6),
+                value: Value::Image(Bytes::from(vec![1; PAGE_SIZE])),
+            },
+        ];
+        assert_eq!(decode(&Bytes::from(encode(&recs)), Lsn(4)).unwrap(), recs);
+    }
+
+    #[test]
+    fn every_malformation_names_its_offset() {
+        let good = encode(&[delta(1, 5), delta(2, 6)]);
+        let second = RECORD_HEADER_SIZE + 7;
+        let check = |body: Vec<u8>, last: u64, offset: usize, needle: &str| {
+            let e = decode(&Bytes::from(body), Lsn(last)).unwrap_err();
+            assert_eq!(e.offset, offset, "{e}");
+            assert!(e.message.contains(needle), "{e}");
+        };
+        check(Vec::new(), 0, 0, "empty body");
+        check(
+            good[..good.len() - 1].to_vec(),
+            0,
+            second,
+            "runs past the end",
+        );
+        check(good[..second + 3].to_vec(), 0, second, "truncated header");
+        check(
+            good.clone(),
+            5,
+            0,
+            "not above the timeline's last_record_lsn",
+        );
+        check(
+            encode(&[delta(1, 6), delta(2, 5)]),
+            0,
+            second,
+            "below the previous",
+        );
+        check(
+            encode(&[delta(1, 6), delta(1, 6)]),
+            0,
+            second,
+            "appears twice",
+        );
+        check(
+            encode(&[Record {
+                key: Key::MAX,
+                ..delta(0, 5)
+            }]),
+            0,
+            0,
+            "reserved",
+        );
+        let mut bad_kind = good.clone();
+        bad_kind[24] = 7;
+        check(bad_kind, 0, 0, "unknown record kind 7");
+        check(
+            encode(&[Record {
+                value: Value::Image(Bytes::from(vec![0; 100])),
+                ..delta(1, 5)
+            }]),
+            0,
+            0,
+            "exactly 8192",
+        );
+        let outside = Value::Delta {
+            will_init: false,
+            record: Bytes::from_static(&[0x1f, 0xff, 0, 2, 1, 2]),
+        };
+        check(
+            encode(&[
+                delta(1, 5),
+                Record {
+                    value: outside,
+                    ..delta(2, 6)
+                },
+            ]),
+            0,
+            second,
+            "past 8192",
+        );
+        check(
+            encode(&[Record {
+                value: Value::Delta {
+                    will_init: false,
+                    record: Bytes::new(),
+                },
+                ..delta(1, 5)
+            }]),
+            0,
+            0,
+            "empty delta",
+        );
+    }
+}

@@ -1,0 +1,626 @@
+//! A timeline: its in-memory layers, its layer map, ingest, flush, reads, and its index.
+//!
+//! Locking: `layers` (a std `RwLock`, never held across an await) guards the open and frozen
+//! in-memory layers and the layer map; the current index is changed only while `layers` is
+//! held for writing, so the index is always derived from the current layer map (I6).
+//! `ingest_lock` serializes ingest requests and freezes; `flush_lock` serializes flushes,
+//! which take frozen layers oldest first.
+//!
+//! The write path of a flush (numbered in docs/crash-consistency.md): write the L0 temp file,
+//! fsync, publish with `RENAME_NOREPLACE` and a directory fsync; then, under the `layers`
+//! lock, install it in the layer map, drop the frozen layer, advance `disk_consistent_lsn`, and
+//! queue the layer upload followed by the upload of the new index version.
+
+mod ingest;
+mod inmemory;
+mod layer;
+mod read;
+pub mod reconcile;
+
+pub use ingest::{IngestError, Record, decode as decode_ingest, encode as encode_ingest};
+pub use layer::{LayerHandle, LayerSource};
+pub use read::ReadError;
+
+use crate::config::PageServerConf;
+use crate::metrics::METRICS;
+use crate::remote::upload_queue::{UploadOp, UploadQueue, UploadTarget};
+use crate::remote::{RemoteStorage, create_once};
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use index_part::names::{
+    Generation, IndexObjectName, LayerName, TenantId, TimelineId, index_object_key,
+    local_timeline_dir,
+};
+use index_part::{IndexPart, LayerMetadata, TimelineMetadata};
+use inmemory::InMemoryLayer;
+use layer_format::durable::publish_batch;
+use layer_format::io::IoEngine;
+use layer_format::{DeltaLayerWriter, Key, LayerError, LayerReader, Lsn};
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Frozen layers allowed to wait for their flush before ingest waits (backpressure).
+const MAX_FROZEN: usize = 2;
+/// How long `checkpoint` waits for the index covering its flush to be uploaded.
+const CHECKPOINT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Layers {
+    open: InMemoryLayer,
+    frozen: VecDeque<Arc<InMemoryLayer>>,
+    map: BTreeMap<LayerName, Arc<LayerHandle>>,
+}
+
+/// A timeline of a tenant.
+pub struct Timeline {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The timeline.
+    pub timeline_id: TimelineId,
+    /// The generation of this attachment.
+    pub generation: Generation,
+    /// Where the layer files live.
+    pub dir: PathBuf,
+    conf: Arc<PageServerConf>,
+    src: LayerSource,
+    layers: RwLock<Layers>,
+    index: Mutex<IndexPart>,
+    next_seq: AtomicU32,
+    last_record_lsn: AtomicU64,
+    disk_consistent_lsn: AtomicU64,
+    ingest_lock: tokio::sync::Mutex<()>,
+    flush_lock: tokio::sync::Mutex<()>,
+    frozen_changed: Notify,
+    uploads: UploadQueue,
+    flush_error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Timeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timeline")
+            .field("tenant_id", &self.tenant_id)
+            .field("timeline_id", &self.timeline_id)
+            .finish()
+    }
+}
+
+/// Layer counts of [`TimelineInfo`].
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct LayerCounts {
+    /// Delta layers.
+    pub delta: usize,
+    /// Image layers.
+    pub image: usize,
+}
+
+/// What `GET .../timeline/{id}` answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineInfo {
+    /// The tenant.
+    pub tenant_id: String,
+    /// The timeline.
+    pub timeline_id: String,
+    /// The newest LSN ingested.
+    pub last_record_lsn: String,
+    /// Every record at or below it is in local layer files.
+    pub disk_consistent_lsn: String,
+    /// Every record at or below it is in an uploaded index and its layers (I9).
+    pub remote_consistent_lsn: String,
+    /// The attachment's generation.
+    pub generation: u32,
+    /// Layers in the layer map.
+    pub layers: LayerCounts,
+    /// Upload operations queued and not yet done.
+    pub pending_uploads: usize,
+    /// The error of the last failed upload attempt, if the queue is retrying.
+    pub last_upload_error: Option<String>,
+    /// The error of the last failed flush, if flushes are failing.
+    pub last_flush_error: Option<String>,
+    /// Whether a newer attachment exists (this one no longer acknowledges uploads).
+    pub stale: bool,
+}
+
+/// One entry of `GET .../layer`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerInfoJson {
+    /// Layer name.
+    pub name: String,
+    /// `delta` or `image`.
+    pub kind: &'static str,
+    /// First key.
+    pub key_start: String,
+    /// End key (exclusive).
+    pub key_end: String,
+    /// First LSN.
+    pub lsn_start: String,
+    /// End LSN (exclusive).
+    pub lsn_end: String,
+    /// File size in bytes.
+    pub file_size: u64,
+    /// Generation that wrote it.
+    pub generation: u32,
+    /// Whole-file CRC32C.
+    pub checksum: u32,
+    /// Whether the file is present locally.
+    pub local: bool,
+    /// Whether the object is known to be in remote storage.
+    pub remote: bool,
+}
+
+impl Timeline {
+    fn new_internal(
+        conf: Arc<PageServerConf>,
+        engine: Arc<dyn IoEngine>,
+        storage: Arc<dyn RemoteStorage>,
+        index: IndexPart,
+        next_seq: u32,
+        map: BTreeMap<LayerName, Arc<LayerHandle>>,
+    ) -> Arc<Timeline> {
+        let tenant_id = index.metadata.tenant_id;
+        let timeline_id = index.metadata.timeline_id;
+        let dcl = index.disk_consistent_lsn;
+        let src = LayerSource {
+            engine: engine.clone(),
+            storage: storage.clone(),
+            tenant: tenant_id,
+            timeline: timeline_id,
+        };
+        let uploads = UploadQueue::start(
+            UploadTarget {
+                storage,
+                engine,
+                tenant: tenant_id,
+                timeline: timeline_id,
+                generation: index.generation,
+            },
+            dcl,
+        );
+        uploads
+            .state()
+            .mark_uploaded(index.layers.iter().map(|(n, m)| IndexPart::file_name(n, m)));
+        let tl = Arc::new(Timeline {
+            tenant_id,
+            timeline_id,
+            generation: index.generation,
+            dir: local_timeline_dir(&conf.workdir, tenant_id, timeline_id),
+            conf,
+            src,
+            layers: RwLock::new(Layers {
+                open: InMemoryLayer::new(Lsn(dcl.0 + 1)),
+                frozen: VecDeque::new(),
+                map,
+            }),
+            index: Mutex::new(index),
+            next_seq: AtomicU32::new(next_seq),
+            last_record_lsn: AtomicU64::new(dcl.0),
+            disk_consistent_lsn: AtomicU64::new(dcl.0),
+            ingest_lock: tokio::sync::Mutex::new(()),
+            flush_lock: tokio::sync::Mutex::new(()),
+            frozen_changed: Notify::new(),
+            uploads,
+            flush_error: Mutex::new(None),
+        });
+        tl.update_lsn_metrics();
+        tl
+    }
+
+    /// Creates a new timeline: local directory, and its first index uploaded before this
+    /// returns, so that the timeline exists remotely from the start.
+    pub async fn create(
+        conf: Arc<PageServerConf>,
+        engine: Arc<dyn IoEngine>,
+        storage: Arc<dyn RemoteStorage>,
+        generation: Generation,
+        tenant_id: TenantId,
+        timeline_id: TimelineId,
+        seq: u32,
+    ) -> anyhow::Result<Arc<Timeline>> {
+        let created_at = index_part::whole_seconds(std::time::SystemTime::now());
+        let index = IndexPart::new(
+            generation,
+            TimelineMetadata {
+                tenant_id,
+                timeline_id,
+                created_at,
+            },
+        );
+        let dir = local_timeline_dir(&conf.workdir, tenant_id, timeline_id);
+        engine
+            .create_dir_all(&dir)
+            .with_context(|| format!("create {}", dir.display()))?;
+        let parent = dir.parent().expect("timeline dirs have a parent");
+        engine
+            .fsync_dir(parent)
+            .with_context(|| format!("fsync {}", parent.display()))?;
+        let object = IndexObjectName { generation, seq };
+        let json = Bytes::from(index.to_json().context("serialize first index")?);
+        create_once(
+            &*storage,
+            "upload_index",
+            &index_object_key(tenant_id, timeline_id, object),
+            json,
+        )
+        .await
+        .context("upload the first index")?;
+        Ok(Timeline::new_internal(
+            conf,
+            engine,
+            storage,
+            index,
+            seq + 1,
+            BTreeMap::new(),
+        ))
+    }
+
+    /// Loads a timeline from its authoritative index, reconciling the local directory (I3).
+    pub async fn load(
+        conf: Arc<PageServerConf>,
+        engine: Arc<dyn IoEngine>,
+        storage: Arc<dyn RemoteStorage>,
+        generation: Generation,
+        mut index: IndexPart,
+        next_seq: u32,
+    ) -> anyhow::Result<Arc<Timeline>> {
+        let dir = local_timeline_dir(
+            &conf.workdir,
+            index.metadata.tenant_id,
+            index.metadata.timeline_id,
+        );
+        let (e, d, idx) = (engine.clone(), dir.clone(), index.clone());
+        let report =
+            tokio::task::spawn_blocking(move || -> anyhow::Result<reconcile::ReconcileReport> {
+                e.create_dir_all(&d)
+                    .with_context(|| format!("create {}", d.display()))?;
+                reconcile::reconcile(&e, &d, &idx)
+            })
+            .await
+            .context("reconcile task panicked")??;
+        tracing::info!(tenant_id = %index.metadata.tenant_id, timeline_id = %index.metadata.timeline_id, ?report, "reconciled local files with the index");
+        let map = index
+            .layers
+            .iter()
+            .map(|(name, meta)| {
+                (
+                    name.clone(),
+                    Arc::new(LayerHandle::new(name.clone(), *meta, &dir)),
+                )
+            })
+            .collect();
+        // From now on this attachment writes the index.
+        index.generation = generation;
+        Ok(Timeline::new_internal(
+            conf, engine, storage, index, next_seq, map,
+        ))
+    }
+
+    fn update_lsn_metrics(&self) {
+        let (t, tl) = (self.tenant_id.to_string(), self.timeline_id.to_string());
+        let set = |kind: &str, lsn: u64| {
+            METRICS
+                .timeline_lsn
+                .with_label_values(&[t.as_str(), tl.as_str(), kind])
+                .set(lsn as i64);
+        };
+        set("last_record", self.last_record_lsn.load(Ordering::SeqCst));
+        set(
+            "disk_consistent",
+            self.disk_consistent_lsn.load(Ordering::SeqCst),
+        );
+        set(
+            "remote_consistent",
+            self.uploads.state().remote_consistent_lsn().0,
+        );
+    }
+
+    /// The newest LSN ingested.
+    pub fn last_record_lsn(&self) -> Lsn {
+        Lsn(self.last_record_lsn.load(Ordering::SeqCst))
+    }
+
+    /// The timeline's info.
+    pub fn info(&self) -> TimelineInfo {
+        self.update_lsn_metrics();
+        let l = self.layers.read().expect("not poisoned");
+        let delta = l.map.keys().filter(|n| n.is_delta()).count();
+        let state = self.uploads.state();
+        TimelineInfo {
+            tenant_id: self.tenant_id.to_string(),
+            timeline_id: self.timeline_id.to_string(),
+            last_record_lsn: self.last_record_lsn().to_string(),
+            disk_consistent_lsn: Lsn(self.disk_consistent_lsn.load(Ordering::SeqCst)).to_string(),
+            remote_consistent_lsn: state.remote_consistent_lsn().to_string(),
+            generation: self.generation.0,
+            layers: LayerCounts {
+                delta,
+                image: l.map.len() - delta,
+            },
+            pending_uploads: state.pending(),
+            last_upload_error: state.last_error(),
+            last_flush_error: self.flush_error.lock().expect("not poisoned").clone(),
+            stale: state.is_stale(),
+        }
+    }
+
+    /// Every layer of the layer map.
+    pub fn layer_list(&self) -> Vec<LayerInfoJson> {
+        let handles: Vec<Arc<LayerHandle>> = self
+            .layers
+            .read()
+            .expect("not poisoned")
+            .map
+            .values()
+            .cloned()
+            .collect();
+        handles
+            .iter()
+            .map(|h| {
+                let (k, l) = (h.name.key_range(), h.name.lsn_range());
+                LayerInfoJson {
+                    name: h.name.to_string(),
+                    kind: if h.name.is_delta() { "delta" } else { "image" },
+                    key_start: k.start.to_string(),
+                    key_end: k.end.to_string(),
+                    lsn_start: l.start.to_string(),
+                    lsn_end: l.end.to_string(),
+                    file_size: h.meta.file_size,
+                    generation: h.meta.generation.0,
+                    checksum: h.meta.checksum,
+                    local: self.src.engine.stat(&h.path).is_ok(),
+                    remote: self.uploads.state().is_uploaded(&h.file_name()),
+                }
+            })
+            .collect()
+    }
+
+    /// Ingests a request body (brief section 6): all records or none.
+    pub async fn ingest(self: &Arc<Self>, body: &Bytes) -> Result<Lsn, IngestError> {
+        let _guard = self.ingest_lock.lock().await;
+        let records = match ingest::decode(body, self.last_record_lsn()) {
+            Ok(r) => r,
+            Err(e) => {
+                METRICS.ingest_rejected.inc();
+                return Err(e);
+            }
+        };
+        // Backpressure: wait while too many frozen layers wait for their flush.
+        loop {
+            let notified = self.frozen_changed.notified();
+            if self.layers.read().expect("not poisoned").frozen.len() < MAX_FROZEN {
+                break;
+            }
+            notified.await;
+        }
+        let last = records.last().expect("decode refuses empty bodies").lsn;
+        let full = {
+            let mut l = self.layers.write().expect("not poisoned");
+            for r in records.iter() {
+                l.open.put(r.key, r.lsn, r.value.clone());
+            }
+            l.open.size_bytes() >= self.conf.checkpoint_distance
+        };
+        self.last_record_lsn.store(last.0, Ordering::SeqCst);
+        METRICS.ingest_records.inc_by(records.len() as u64);
+        METRICS.ingest_bytes.inc_by(body.len() as u64);
+        if full {
+            self.freeze();
+            self.spawn_flush();
+        }
+        Ok(last)
+    }
+
+    /// Freezes the open in-memory layer if it holds anything.
+    fn freeze(&self) {
+        let mut l = self.layers.write().expect("not poisoned");
+        if let Some(end) = l.open.end_lsn() {
+            let old = std::mem::replace(&mut l.open, InMemoryLayer::new(end));
+            l.frozen.push_back(Arc::new(old));
+        }
+    }
+
+    fn spawn_flush(self: &Arc<Self>) {
+        let tl = self.clone();
+        let span = tracing::info_span!("flush", tenant_id = %self.tenant_id, timeline_id = %self.timeline_id);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                if let Err(e) = tl.flush_frozen().await {
+                    tracing::error!("flush failed: {e:#}");
+                }
+            },
+            span,
+        ));
+    }
+
+    /// Flushes every frozen layer, oldest first.
+    pub async fn flush_frozen(self: &Arc<Self>) -> anyhow::Result<()> {
+        let _guard = self.flush_lock.lock().await;
+        loop {
+            let Some(frozen) = self
+                .layers
+                .read()
+                .expect("not poisoned")
+                .frozen
+                .front()
+                .cloned()
+            else {
+                return Ok(());
+            };
+            match self.flush_one(&frozen).await {
+                Ok(()) => {
+                    METRICS.flushes.with_label_values(&["ok"]).inc();
+                    *self.flush_error.lock().expect("not poisoned") = None;
+                }
+                Err(e) => {
+                    METRICS.flushes.with_label_values(&["error"]).inc();
+                    *self.flush_error.lock().expect("not poisoned") = Some(format!("{e:#}"));
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn flush_one(self: &Arc<Self>, frozen: &Arc<InMemoryLayer>) -> anyhow::Result<()> {
+        let start = frozen.start_lsn;
+        let end = frozen.end_lsn().expect("only non-empty layers are frozen");
+        let (engine, dir, generation, layer) = (
+            self.src.engine.clone(),
+            self.dir.clone(),
+            self.generation,
+            frozen.clone(),
+        );
+        let (info, reader) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut w =
+                DeltaLayerWriter::new(&engine, &dir, generation, Key::MIN..Key::MAX, start..end)?;
+            for ((k, l), v) in layer.iter() {
+                w.put(*k, *l, v)?;
+            }
+            let finished = w.finish_unpublished(None)?;
+            let info = finished.info.clone();
+            publish_new(&engine, &dir, finished.file)?;
+            let reader = LayerReader::open(&engine, &info.path)?;
+            Ok((info, reader))
+        })
+        .await
+        .context("flush task panicked")?
+        .context("write L0 layer")?;
+
+        if let Err(e) = (|| -> anyhow::Result<()> {
+            fail::fail_point!("flush-after-publish", |_| bail!(
+                "failpoint flush-after-publish"
+            ));
+            Ok(())
+        })() {
+            // Not installed: the file must not outlive the attempt.
+            drop(reader);
+            if let Err(rm) = self.src.engine.unlink(&info.path) {
+                tracing::warn!(path = %info.path.display(), "remove uninstalled layer: {rm}");
+            }
+            return Err(e);
+        }
+
+        let name = info.file_name.layer.clone();
+        let meta = LayerMetadata {
+            file_size: info.size_bytes,
+            generation: self.generation,
+            checksum: info.checksum,
+        };
+        {
+            let mut l = self.layers.write().expect("not poisoned");
+            let front = l
+                .frozen
+                .pop_front()
+                .expect("only the flush removes frozen layers");
+            assert!(
+                Arc::ptr_eq(&front, frozen),
+                "frozen layers are flushed in order"
+            );
+            l.map.insert(
+                name.clone(),
+                Arc::new(LayerHandle::with_reader(
+                    name.clone(),
+                    meta,
+                    info.path.clone(),
+                    reader,
+                )),
+            );
+            let mut index = self.index.lock().expect("not poisoned");
+            index.layers.insert(name, meta);
+            index.disk_consistent_lsn = Lsn(end.0 - 1);
+            let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+            self.disk_consistent_lsn.store(end.0 - 1, Ordering::SeqCst);
+            self.uploads.push(UploadOp::Layer {
+                file_name: info.file_name.clone(),
+                path: info.path.clone(),
+                meta,
+            });
+            self.uploads.push(UploadOp::Index {
+                index: Box::new(index.clone()),
+                seq,
+            });
+        }
+        self.frozen_changed.notify_waiters();
+        self.update_lsn_metrics();
+        tracing::info!(layer = %info.file_name, records = info.record_count, bytes = info.size_bytes, "flushed");
+        Ok(())
+    }
+
+    /// Freezes, flushes, and waits until the index covering the flush is uploaded.
+    pub async fn checkpoint(self: &Arc<Self>) -> anyhow::Result<()> {
+        {
+            let _guard = self.ingest_lock.lock().await;
+            self.freeze();
+        }
+        self.flush_frozen().await?;
+        let target = Lsn(self.disk_consistent_lsn.load(Ordering::SeqCst));
+        let state = self.uploads.state().clone();
+        if tokio::time::timeout(CHECKPOINT_UPLOAD_TIMEOUT, state.wait_for(target))
+            .await
+            .is_err()
+        {
+            bail!(
+                "the index covering {target} is not uploaded after {CHECKPOINT_UPLOAD_TIMEOUT:?}{}",
+                state
+                    .last_error()
+                    .map(|e| format!("; last upload error: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        if state.is_stale() {
+            bail!(
+                "a newer attachment of this tenant exists; this one no longer acknowledges uploads"
+            );
+        }
+        self.update_lsn_metrics();
+        Ok(())
+    }
+
+    /// Stops the timeline's background work.
+    pub fn shutdown(&self) {
+        self.uploads.shutdown();
+    }
+}
+
+/// Publishes a freshly written layer. A file already under its name is not in the layer map
+/// (L0 names are new LSN ranges), so it is a leftover: it is moved to `lost+found/` and the
+/// publish retried.
+fn publish_new(
+    engine: &Arc<dyn IoEngine>,
+    dir: &std::path::Path,
+    file: layer_format::durable::SyncedFile,
+) -> anyhow::Result<()> {
+    let mut batch = vec![file];
+    let mut retried = false;
+    loop {
+        let e = match publish_batch(batch) {
+            Ok(_) => {
+                METRICS.layer_publishes.with_label_values(&["ok"]).inc();
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        let leftover = match &e.error {
+            LayerError::AlreadyExists { path } if !retried && !e.unpublished.is_empty() => {
+                path.clone()
+            }
+            _ => {
+                METRICS.layer_publishes.with_label_values(&["error"]).inc();
+                return Err(e.into());
+            }
+        };
+        METRICS
+            .layer_publishes
+            .with_label_values(&["already_exists"])
+            .inc();
+        let name = leftover
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        reconcile::quarantine(engine, dir, &name)?;
+        batch = e.unpublished;
+        retried = true;
+    }
+}
