@@ -33,6 +33,9 @@ pub enum RemoteStorageConfig {
         region: String,
         /// A prefix for every key (may be empty).
         prefix: String,
+        /// Access key id and secret; `None` (always, from the config file) reads
+        /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+        credentials: Option<(String, String)>,
     },
 }
 
@@ -163,6 +166,7 @@ impl PageServerConf {
                         bucket,
                         region: r.region.unwrap_or_else(|| "us-east-1".into()),
                         prefix: r.prefix.unwrap_or_default(),
+                        credentials: None,
                     }
                 }
                 _ => bail!(

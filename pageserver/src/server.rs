@@ -32,9 +32,19 @@ pub fn open_storage(
         RemoteStorageConfig::Local { local_path } => {
             Ok(Arc::new(LocalFs::new(local_path, engine.clone())?))
         }
-        RemoteStorageConfig::S3 { .. } => bail!(
-            "the S3 backend is not built yet; use remote_storage = {{ local_path = \"...\" }}"
-        ),
+        RemoteStorageConfig::S3 {
+            endpoint,
+            bucket,
+            region,
+            prefix,
+            credentials,
+        } => Ok(Arc::new(crate::remote::s3::S3::new(
+            endpoint,
+            bucket,
+            region,
+            prefix,
+            credentials.clone(),
+        )?)),
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod generation;
 pub mod local;
+pub mod s3;
 pub mod upload_queue;
 
 use crate::metrics::METRICS;

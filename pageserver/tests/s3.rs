@@ -1,0 +1,192 @@
+//! The S3 backend against a real S3-compatible server (SeaweedFS, started by
+//! `scripts/seaweedfs`): create-only puts hold under races, conflicts are detected by
+//! read-back, and a timeline survives a restart with its data only in the bucket.
+//!
+//! Uses the server named by `PAGESERVER_TEST_S3_ENDPOINT` (as `scripts/test` sets it), or
+//! starts one for this test binary.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use common::*;
+use layer_format::{Key, Lsn};
+use pageserver::config::RemoteStorageConfig;
+use pageserver::remote::s3::S3;
+use pageserver::remote::{Conflict, Created, PutOutcome, RemoteStorage, create_once};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+struct Seaweed {
+    endpoint: String,
+    bucket: String,
+    credentials: (String, String),
+    _owned: Option<OwnedServer>,
+}
+
+/// The data directory of a server this binary started (its watchdog stops it).
+struct OwnedServer(#[allow(dead_code, reason = "kept alive with the server")] tempfile::TempDir);
+
+fn script() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/seaweedfs")
+}
+
+fn seaweed() -> &'static Seaweed {
+    static S: OnceLock<Seaweed> = OnceLock::new();
+    S.get_or_init(|| {
+        let var = |k: &str| {
+            std::env::var(k)
+                .unwrap_or_else(|_| panic!("{k} is set with PAGESERVER_TEST_S3_ENDPOINT"))
+        };
+        if let Ok(endpoint) = std::env::var("PAGESERVER_TEST_S3_ENDPOINT") {
+            return Seaweed {
+                endpoint,
+                bucket: var("PAGESERVER_TEST_S3_BUCKET"),
+                credentials: (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")),
+                _owned: None,
+            };
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // The watchdog stops the server when this test process exits (statics are not dropped).
+        let out = std::process::Command::new(script())
+            .arg("start")
+            .arg(dir.path())
+            .arg(std::process::id().to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "start SeaweedFS: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let vars: std::collections::HashMap<String, String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        Seaweed {
+            endpoint: vars["PAGESERVER_TEST_S3_ENDPOINT"].clone(),
+            bucket: vars["PAGESERVER_TEST_S3_BUCKET"].clone(),
+            credentials: (
+                vars["AWS_ACCESS_KEY_ID"].clone(),
+                vars["AWS_SECRET_ACCESS_KEY"].clone(),
+            ),
+            _owned: Some(OwnedServer(dir)),
+        }
+    })
+}
+
+fn prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("test-{nanos:x}")
+}
+
+fn store(prefix: &str) -> S3 {
+    let s = seaweed();
+    S3::new(
+        &s.endpoint,
+        &s.bucket,
+        "us-east-1",
+        prefix,
+        Some(s.credentials.clone()),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_only_holds_under_races_and_conflicts_are_read_back() {
+    let s3 = Arc::new(store(&prefix()));
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let s3 = s3.clone();
+        tasks.push(tokio::spawn(async move {
+            s3.put_if_absent("race/object", Bytes::from(vec![i; 100]))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        if t.await.unwrap() == PutOutcome::Created {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1, "exactly one concurrent create wins");
+    assert_eq!(
+        create_once(&*s3, "test", "a/b", Bytes::from_static(b"one"))
+            .await
+            .unwrap(),
+        Created::New
+    );
+    assert_eq!(
+        create_once(&*s3, "test", "a/b", Bytes::from_static(b"one"))
+            .await
+            .unwrap(),
+        Created::Identical
+    );
+    let err = create_once(&*s3, "test", "a/b", Bytes::from_static(b"two"))
+        .await
+        .unwrap_err();
+    assert!(err.downcast_ref::<Conflict>().is_some(), "{err:#}");
+    assert_eq!(
+        s3.get("a/b").await.unwrap().unwrap(),
+        Bytes::from_static(b"one")
+    );
+    assert_eq!(s3.get("a/c").await.unwrap(), None);
+    assert_eq!(s3.list("a/").await.unwrap(), vec!["a/b".to_string()]);
+    s3.delete("a/b").await.unwrap();
+    s3.delete("a/b").await.unwrap();
+    assert!(s3.list("a/").await.unwrap().is_empty());
+    pageserver::server::probe_create_only(&*s3).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeline_lives_in_the_bucket_across_restarts() {
+    let s = seaweed();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = conf(dir.path());
+    c.remote_storage = RemoteStorageConfig::S3 {
+        endpoint: s.endpoint.clone(),
+        bucket: s.bucket.clone(),
+        region: "us-east-1".into(),
+        prefix: prefix(),
+        credentials: Some(s.credentials.clone()),
+    };
+    c.checkpoint_distance = 32 << 10;
+    let ts = TestServer::start(c).await;
+    ts.setup().await;
+    let mut model = Model::default();
+    let recs = with_bases(workload(1, 200, 12, true), &model);
+    assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
+    model.add(&recs);
+    let info = ts.checkpoint().await;
+    assert_eq!(info["remote_consistent_lsn"], Lsn(200).to_string());
+    // Lose every local layer: the restart fetches them from the bucket.
+    for e in std::fs::read_dir(ts.timeline_dir()).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let ts = ts.restart().await;
+    assert_eq!(ts.info().await["disk_consistent_lsn"], Lsn(200).to_string());
+    for k in 0..12 {
+        for l in [50u64, 200] {
+            let (status, body) = ts.page(Key::from_u128(k), Lsn(l)).await;
+            match model.page(Key::from_u128(k), Lsn(l)) {
+                Some(p) => {
+                    assert_eq!(status, StatusCode::OK);
+                    assert!(body == p);
+                }
+                None => assert_eq!(status, StatusCode::NOT_FOUND),
+            }
+        }
+    }
+}
