@@ -10,11 +10,17 @@
 //! then advances `remote_consistent_lsn` (I8, I9). If one has, the attachment is stale: it
 //! stops acknowledging.
 //!
+//! Deletions are deferred the same way: a removal queues the index that no longer references
+//! the layers, then their deletion; the deletion runs only after that index upload succeeded
+//! (never while its outcome is unknown), and only if no higher generation has been claimed
+//! (I8, failpoint `deletion-before-execute`).
+//!
 //! Before a layer is uploaded its bytes are checked against the size and checksum the index
 //! will record, so a file damaged on local disk is never uploaded.
 
 use super::generation::highest_generation;
 use super::{RemoteStorage, create_once};
+use crate::metrics::METRICS;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use index_part::names::{
@@ -53,6 +59,11 @@ pub enum UploadOp {
         index: Box<IndexPart>,
         /// Its sequence number within the generation.
         seq: u32,
+    },
+    /// Delete layer objects that the index uploaded just before no longer references.
+    Delete {
+        /// The layer files.
+        layers: Vec<LayerFileName>,
     },
 }
 
@@ -264,6 +275,46 @@ async fn execute(t: &UploadTarget, op: &UploadOp, state: &UploadState) -> anyhow
                         advance
                     });
                 }
+            }
+            Ok(())
+        }
+        UploadOp::Delete { layers } => {
+            fail::fail_point!("deletion-before-execute", |_| bail!(
+                "failpoint deletion-before-execute"
+            ));
+            if state.is_stale() {
+                tracing::info!(count = layers.len(), "stale attachment: deletions skipped");
+                return Ok(());
+            }
+            if let Some(g) = highest_generation(&*t.storage, t.tenant).await?
+                && g > t.generation
+            {
+                state.stale.store(true, Ordering::SeqCst);
+                tracing::warn!(
+                    newer = g.0,
+                    count = layers.len(),
+                    "a newer generation exists; deletions skipped"
+                );
+                return Ok(());
+            }
+            for file in layers {
+                let key = layer_object_key(t.tenant, t.timeline, file);
+                if let Err(e) = t.storage.delete(&key).await {
+                    METRICS
+                        .remote_ops
+                        .with_label_values(&["delete", "error"])
+                        .inc();
+                    return Err(e);
+                }
+                METRICS
+                    .remote_ops
+                    .with_label_values(&["delete", "ok"])
+                    .inc();
+                state
+                    .uploaded
+                    .lock()
+                    .expect("not poisoned")
+                    .remove(&file.to_string());
             }
             Ok(())
         }

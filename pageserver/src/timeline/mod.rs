@@ -577,6 +577,70 @@ impl Timeline {
         Ok(())
     }
 
+    /// Removes layers from the layer map and the index (I6: applied to the current state).
+    /// The index without them is queued for upload, then the deletion of their objects
+    /// (deferred, I8); local files are removed after the install. Layers not in the map are
+    /// ignored. Returns how many were removed.
+    pub fn remove_layers(&self, names: &[LayerName]) -> usize {
+        let removed: Vec<Arc<LayerHandle>> = {
+            let mut l = self.layers.write().expect("not poisoned");
+            let removed: Vec<Arc<LayerHandle>> =
+                names.iter().filter_map(|n| l.map.remove(n)).collect();
+            if removed.is_empty() {
+                return 0;
+            }
+            let mut index = self.index.lock().expect("not poisoned");
+            for h in &removed {
+                index.layers.remove(&h.name);
+            }
+            let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+            self.uploads.push(UploadOp::Index {
+                index: Box::new(index.clone()),
+                seq,
+            });
+            self.uploads.push(UploadOp::Delete {
+                layers: removed.iter().map(|h| h.file_name()).collect(),
+            });
+            removed
+        };
+        for h in &removed {
+            match self.src.engine.unlink(&h.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %h.path.display(), "remove local file of a removed layer: {e}")
+                }
+            }
+        }
+        if let Err(e) = self.src.engine.fsync_dir(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), "fsync after removing layers: {e}");
+        }
+        removed.len()
+    }
+
+    /// The names of the layers in the layer map.
+    pub fn layer_names(&self) -> Vec<LayerName> {
+        self.layers
+            .read()
+            .expect("not poisoned")
+            .map
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until every queued upload and deletion is done (or `timeout` passes).
+    pub async fn wait_uploads(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.uploads.state().pending() > 0 {
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
     /// Stops the timeline's background work.
     pub fn shutdown(&self) {
         self.uploads.shutdown();
