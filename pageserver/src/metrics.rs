@@ -19,6 +19,9 @@ pub struct Metrics {
     /// Remote operations by kind (`upload_layer`, `upload_index`, `claim_generation`, `delete`,
     /// `download_layer`) and outcome (`created`, `identical`, `conflict`, `error`, `ok`).
     pub remote_ops: IntCounterVec,
+    /// Failed attempts of queued remote operations, retried (`upload_layer`, `upload_index`,
+    /// `delete`).
+    pub remote_retries: IntCounterVec,
     /// Start-up reconciliation actions by kind.
     pub reconcile_actions: IntCounterVec,
     /// Files moved to `lost+found/`.
@@ -82,6 +85,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "pageserver_remote_operations_total",
             "Remote storage operations",
             &["kind", "outcome"],
+        ),
+        remote_retries: counter_vec(
+            &r,
+            "pageserver_remote_retries_total",
+            "Failed attempts of queued remote operations",
+            &["kind"],
         ),
         reconcile_actions: counter_vec(
             &r,

@@ -204,7 +204,13 @@ async fn run(
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!("upload failed, retrying in {backoff:?}: {e:#}");
+                    let kind = match &op {
+                        UploadOp::Layer { .. } => "upload_layer",
+                        UploadOp::Index { .. } => "upload_index",
+                        UploadOp::Delete { .. } => "delete",
+                    };
+                    METRICS.remote_retries.with_label_values(&[kind]).inc();
+                    tracing::warn!("{kind} failed, retrying in {backoff:?}: {e:#}");
                     *state.last_error.lock().expect("not poisoned") = Some(format!("{e:#}"));
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}

@@ -77,6 +77,8 @@ pub struct Timeline {
     frozen_changed: Notify,
     uploads: UploadQueue,
     flush_error: Mutex<Option<String>>,
+    flush_task_running: std::sync::atomic::AtomicBool,
+    shut_down: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Timeline {
@@ -203,6 +205,8 @@ impl Timeline {
             frozen_changed: Notify::new(),
             uploads,
             flush_error: Mutex::new(None),
+            flush_task_running: std::sync::atomic::AtomicBool::new(false),
+            shut_down: std::sync::atomic::AtomicBool::new(false),
         });
         tl.update_lsn_metrics();
         tl
@@ -421,13 +425,37 @@ impl Timeline {
         }
     }
 
+    /// Starts the background flush of frozen layers unless one is running. It retries with
+    /// backoff until every frozen layer is flushed, so that a transient failure cannot leave
+    /// ingest waiting on backpressure forever.
     fn spawn_flush(self: &Arc<Self>) {
+        if self.flush_task_running.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let tl = self.clone();
         let span = tracing::info_span!("flush", tenant_id = %self.tenant_id, timeline_id = %self.timeline_id);
         tokio::spawn(tracing::Instrument::instrument(
             async move {
-                if let Err(e) = tl.flush_frozen().await {
-                    tracing::error!("flush failed: {e:#}");
+                let mut backoff = Duration::from_millis(50);
+                loop {
+                    match tl.flush_frozen().await {
+                        Ok(()) => {}
+                        Err(e) => {
+                            tracing::warn!("flush failed, retrying in {backoff:?}: {e:#}");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                    if tl.shut_down.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    tl.flush_task_running.store(false, Ordering::SeqCst);
+                    // A freeze may have happened after the last look at the queue.
+                    if tl.layers.read().expect("not poisoned").frozen.is_empty()
+                        || tl.flush_task_running.swap(true, Ordering::SeqCst)
+                    {
+                        break;
+                    }
                 }
             },
             span,
@@ -643,6 +671,7 @@ impl Timeline {
 
     /// Stops the timeline's background work.
     pub fn shutdown(&self) {
+        self.shut_down.store(true, Ordering::SeqCst);
         self.uploads.shutdown();
     }
 }
