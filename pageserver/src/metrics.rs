@@ -22,6 +22,12 @@ pub struct Metrics {
     /// Failed attempts of queued remote operations, retried (`upload_layer`, `upload_index`,
     /// `delete`).
     pub remote_retries: IntCounterVec,
+    /// Compactions by outcome (`compacted`, `nothing_to_do`, `abandoned`, `error`).
+    pub compactions: IntCounterVec,
+    /// Leftovers of earlier compaction attempts moved to `lost+found/`.
+    pub compaction_leftovers: IntCounter,
+    /// Compaction outputs not produced because the layer map already had them.
+    pub compaction_duplicates: IntCounter,
     /// Start-up reconciliation actions by kind.
     pub reconcile_actions: IntCounterVec,
     /// Files moved to `lost+found/`.
@@ -91,6 +97,22 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "pageserver_remote_retries_total",
             "Failed attempts of queued remote operations",
             &["kind"],
+        ),
+        compactions: counter_vec(
+            &r,
+            "pageserver_compactions_total",
+            "Compactions by outcome",
+            &["outcome"],
+        ),
+        compaction_leftovers: counter(
+            &r,
+            "pageserver_compaction_leftovers_quarantined_total",
+            "Leftovers of earlier compaction attempts quarantined",
+        ),
+        compaction_duplicates: counter(
+            &r,
+            "pageserver_compaction_duplicate_outputs_total",
+            "Compaction outputs already in the layer map",
         ),
         reconcile_actions: counter_vec(
             &r,

@@ -55,6 +55,10 @@ pub fn router(server: Arc<PageServer>) -> Router {
             put(checkpoint),
         )
         .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/compact",
+            put(compact),
+        )
+        .route(
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/layer",
             get(layers),
         )
@@ -243,6 +247,20 @@ async fn checkpoint(
         .await
         .map_err(|e| ApiError::internal(&e))?;
     Ok(Json(timeline.info()).into_response())
+}
+
+async fn compact(
+    State(s): State<Arc<PageServer>>,
+    Path((t, tl)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (_, timeline) = lookup(&s, &t, &tl)?;
+    let span = tracing::info_span!("compact", tenant_id = %timeline.tenant_id, timeline_id = %timeline.timeline_id);
+    let result = timeline
+        .compact()
+        .instrument(span)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(result).into_response())
 }
 
 async fn layers(

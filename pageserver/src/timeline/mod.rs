@@ -11,12 +11,14 @@
 //! lock, install it in the layer map, drop the frozen layer, advance `disk_consistent_lsn`, and
 //! queue the layer upload followed by the upload of the new index version.
 
+mod compaction;
 mod ingest;
 mod inmemory;
 mod layer;
 mod read;
 pub mod reconcile;
 
+pub use compaction::CompactionResult;
 pub use ingest::{IngestError, Record, decode as decode_ingest, encode as encode_ingest};
 pub use layer::{LayerHandle, LayerSource};
 pub use read::ReadError;
@@ -74,6 +76,7 @@ pub struct Timeline {
     disk_consistent_lsn: AtomicU64,
     ingest_lock: tokio::sync::Mutex<()>,
     flush_lock: tokio::sync::Mutex<()>,
+    compaction_lock: tokio::sync::Mutex<()>,
     frozen_changed: Notify,
     uploads: UploadQueue,
     flush_error: Mutex<Option<String>>,
@@ -202,6 +205,7 @@ impl Timeline {
             disk_consistent_lsn: AtomicU64::new(dcl.0),
             ingest_lock: tokio::sync::Mutex::new(()),
             flush_lock: tokio::sync::Mutex::new(()),
+            compaction_lock: tokio::sync::Mutex::new(()),
             frozen_changed: Notify::new(),
             uploads,
             flush_error: Mutex::new(None),
@@ -209,7 +213,30 @@ impl Timeline {
             shut_down: std::sync::atomic::AtomicBool::new(false),
         });
         tl.update_lsn_metrics();
+        tl.start_compaction_loop();
         tl
+    }
+
+    /// Runs compaction every `compaction_period` until shutdown.
+    fn start_compaction_loop(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let period = self.conf.compaction_period;
+        let span = tracing::info_span!("compaction", tenant_id = %self.tenant_id, timeline_id = %self.timeline_id);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                loop {
+                    tokio::time::sleep(period).await;
+                    let Some(tl) = weak.upgrade() else { return };
+                    if tl.shut_down.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if let Err(e) = tl.compact().await {
+                        tracing::warn!("compaction failed; it runs again in {period:?}: {e:#}");
+                    }
+                }
+            },
+            span,
+        ));
     }
 
     /// Creates a new timeline: local directory, and its first index uploaded before this

@@ -26,6 +26,8 @@ pub struct TestServer {
 pub fn conf(workdir: &Path) -> PageServerConf {
     let mut c = PageServerConf::defaults(workdir);
     c.io_engine = layer_format::io::EngineChoice::Std;
+    // Tests run compaction themselves.
+    c.compaction_period = std::time::Duration::from_secs(3600);
     c
 }
 
@@ -131,6 +133,10 @@ impl TestServer {
         let (s, v) = self.json(Method::PUT, &self.tl("/checkpoint"), "").await;
         assert_eq!(s, StatusCode::OK, "{v}");
         v
+    }
+
+    pub async fn compact(&self) -> (StatusCode, serde_json::Value) {
+        self.json(Method::PUT, &self.tl("/compact"), "").await
     }
 
     pub fn timeline_dir(&self) -> PathBuf {

@@ -1,0 +1,344 @@
+//! Compaction: L0 delta layers merged into key-partitioned L1 delta layers, published as one
+//! batch and installed against the current layer map (I6, I7).
+//!
+//! 1. Inputs: every L0 layer (key range `[MIN, MAX)`), once there are `compaction_threshold`.
+//! 2. A k-way merge streams the inputs in `(key, lsn)` order (a leaf and a 256 KiB read-ahead
+//!    window per input) into L1 writers, each cut at a key boundary once it holds
+//!    `compaction_target_size` bytes; together the outputs tile the key space. Every output
+//!    stays a temp file until all are finished (failpoint `compaction-after-output` after each).
+//!    An output whose name is already in the layer map would duplicate it and is not produced.
+//! 3. Publish all outputs as one batch (one rename each, one directory fsync). A file already
+//!    under an output's name: if that name is in the layer map, a duplicate — the compaction
+//!    fails and neither file is touched; if not, a leftover of an earlier attempt — moved to
+//!    `lost+found/`, counted, and the batch published again. Then failpoint
+//!    `compaction-after-publish`; a failure there removes every published output.
+//! 4. Install under the `layers` write lock: if an input has left the layer map meanwhile
+//!    (another job, GC, reset), the outputs are removed and the compaction is abandoned;
+//!    otherwise inputs out, outputs in, and the index derived from the map as it is now, so
+//!    layers flushed meanwhile stay. Then the uploads (outputs, index, deletion of the inputs'
+//!    objects) are queued, and the inputs' local files removed.
+//!
+//! A failed compaction leaves nothing behind, so its retry always makes progress.
+
+use super::{LayerHandle, Timeline, reconcile};
+use crate::metrics::METRICS;
+use crate::remote::upload_queue::UploadOp;
+use anyhow::{Context, bail};
+use index_part::LayerMetadata;
+use index_part::names::{LayerFileName, LayerName};
+use layer_format::durable::{SyncedFile, publish_batch};
+use layer_format::io::IoEngine;
+use layer_format::{
+    DeltaLayerWriter, FinishedLayer, Key, LayerError, LayerInfo, LayerReader, Lsn, Value,
+};
+use serde::Serialize;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// What `PUT .../compact` answers.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CompactionResult {
+    /// `compacted`, `nothing_to_do` or `abandoned` (an input left the layer map meanwhile).
+    pub outcome: &'static str,
+    /// Input layers.
+    pub inputs: usize,
+    /// Output layers installed.
+    pub outputs: usize,
+    /// Leftovers of earlier attempts moved to `lost+found/`.
+    pub leftovers_quarantined: usize,
+}
+
+/// Whether a layer is an L0 delta layer (covers the whole key space).
+fn is_l0(name: &LayerName) -> bool {
+    name.is_delta() && *name.key_range() == (Key::MIN..Key::MAX)
+}
+
+/// Bytes a record adds to an output: blob header, value, index entry.
+fn record_cost(v: &Value) -> u64 {
+    (8 + v.encoded_len() + 32) as u64
+}
+
+/// Merges `readers` into L1 outputs (unpublished).
+fn merge(
+    engine: &Arc<dyn IoEngine>,
+    dir: &Path,
+    generation: index_part::names::Generation,
+    readers: &[Arc<LayerReader>],
+    lsn_range: Range<Lsn>,
+    target_size: u64,
+    existing: &HashSet<LayerName>,
+) -> anyhow::Result<Vec<FinishedLayer>> {
+    let mut iters: Vec<_> = readers.iter().map(|r| r.iter(Key::MIN..Key::MAX)).collect();
+    let mut heads: Vec<Option<Value>> = vec![None; iters.len()];
+    let mut heap = BinaryHeap::new();
+    for (i, it) in iters.iter_mut().enumerate() {
+        if let Some(item) = it.next() {
+            let (k, l, v) = item?;
+            heads[i] = Some(v);
+            heap.push(Reverse((k, l, i)));
+        }
+    }
+    let mut outputs = Vec::new();
+    let mut writer: Option<DeltaLayerWriter> = None;
+    let mut key_start = Key::MIN;
+    let mut written = 0u64;
+    let mut last_key: Option<Key> = None;
+    let finish = |w: DeltaLayerWriter,
+                  end: Option<Key>,
+                  outputs: &mut Vec<FinishedLayer>|
+     -> anyhow::Result<()> {
+        let f = w.finish_unpublished(end)?;
+        if existing.contains(&f.info.file_name.layer) {
+            // The same key and LSN range is already a layer of the map: not produced again.
+            tracing::info!(layer = %f.info.file_name, "output duplicates a layer in the map; not produced");
+            METRICS.compaction_duplicates.inc();
+            return Ok(());
+        }
+        outputs.push(f);
+        fail::fail_point!("compaction-after-output", |_| bail!(
+            "failpoint compaction-after-output"
+        ));
+        Ok(())
+    };
+    while let Some(Reverse((key, lsn, i))) = heap.pop() {
+        let value = heads[i].take().expect("a head for every heap entry");
+        if let Some(item) = iters[i].next() {
+            let (k, l, v) = item?;
+            heads[i] = Some(v);
+            heap.push(Reverse((k, l, i)));
+        }
+        if writer.is_some() && written >= target_size && last_key != Some(key) {
+            let w = writer.take().expect("checked");
+            finish(w, Some(key), &mut outputs)?;
+            key_start = key;
+            written = 0;
+        }
+        if writer.is_none() {
+            writer = Some(DeltaLayerWriter::new(
+                engine,
+                dir,
+                generation,
+                key_start..Key::MAX,
+                lsn_range.clone(),
+            )?);
+        }
+        let w = writer.as_mut().expect("created above");
+        w.put(key, lsn, &value)?;
+        written += record_cost(&value);
+        last_key = Some(key);
+    }
+    if let Some(w) = writer {
+        finish(w, None, &mut outputs)?;
+    }
+    Ok(outputs)
+}
+
+/// Publishes the outputs as one batch, quarantining leftovers; returns how many.
+fn publish_outputs(
+    engine: &Arc<dyn IoEngine>,
+    dir: &Path,
+    files: Vec<SyncedFile>,
+    in_map: &HashSet<String>,
+) -> anyhow::Result<(Vec<PathBuf>, usize)> {
+    let mut batch = files;
+    let mut quarantined = 0;
+    let attempts = batch.len() + 1;
+    for _ in 0..attempts {
+        let e = match publish_batch(batch) {
+            Ok(paths) => {
+                METRICS
+                    .layer_publishes
+                    .with_label_values(&["ok"])
+                    .inc_by(paths.len() as u64);
+                return Ok((paths, quarantined));
+            }
+            Err(e) => e,
+        };
+        let path = match &e.error {
+            LayerError::AlreadyExists { path } if !e.unpublished.is_empty() => path.clone(),
+            _ => {
+                METRICS.layer_publishes.with_label_values(&["error"]).inc();
+                return Err(e.into());
+            }
+        };
+        METRICS
+            .layer_publishes
+            .with_label_values(&["already_exists"])
+            .inc();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if in_map.contains(&name) {
+            bail!(
+                "compaction output {name} is already a layer of the layer map; neither file was touched"
+            );
+        }
+        reconcile::quarantine(engine, dir, &name)?;
+        METRICS.compaction_leftovers.inc();
+        quarantined += 1;
+        batch = e.unpublished;
+    }
+    bail!("publishing compaction outputs met more leftovers than outputs")
+}
+
+fn remove_files(engine: &Arc<dyn IoEngine>, dir: &Path, paths: &[PathBuf]) {
+    for p in paths {
+        if let Err(e) = engine.unlink(p) {
+            tracing::warn!(path = %p.display(), "remove compaction output: {e}");
+        }
+    }
+    if let Err(e) = engine.fsync_dir(dir) {
+        tracing::warn!(dir = %dir.display(), "fsync after removing compaction outputs: {e}");
+    }
+}
+
+impl Timeline {
+    /// Runs one compaction (see the module doc).
+    pub async fn compact(self: &Arc<Self>) -> anyhow::Result<CompactionResult> {
+        let _guard = self.compaction_lock.lock().await;
+        let res = self.compact_inner().await;
+        let outcome = match &res {
+            Ok(r) => r.outcome,
+            Err(_) => "error",
+        };
+        METRICS.compactions.with_label_values(&[outcome]).inc();
+        res
+    }
+
+    async fn compact_inner(self: &Arc<Self>) -> anyhow::Result<CompactionResult> {
+        let (inputs, existing, in_map) = {
+            let l = self.layers.read().expect("not poisoned");
+            let mut inputs: Vec<Arc<LayerHandle>> =
+                l.map.values().filter(|h| is_l0(&h.name)).cloned().collect();
+            inputs.sort_by_key(|h| h.name.lsn_range().start);
+            let existing: HashSet<LayerName> = l.map.keys().cloned().collect();
+            let in_map: HashSet<String> =
+                l.map.values().map(|h| h.file_name().to_string()).collect();
+            (inputs, existing, in_map)
+        };
+        if inputs.len() < self.conf.compaction_threshold.max(2) {
+            return Ok(CompactionResult {
+                outcome: "nothing_to_do",
+                inputs: 0,
+                outputs: 0,
+                leftovers_quarantined: 0,
+            });
+        }
+        let mut readers = Vec::with_capacity(inputs.len());
+        for h in &inputs {
+            readers.push(
+                h.reader(&self.src)
+                    .await
+                    .with_context(|| format!("open input {}", h.name))?,
+            );
+        }
+        let lsn_range = inputs[0].name.lsn_range().start
+            ..inputs
+                .iter()
+                .map(|h| h.name.lsn_range().end)
+                .max()
+                .expect("inputs");
+        let (engine, dir, generation, target) = (
+            self.src.engine.clone(),
+            self.dir.clone(),
+            self.generation,
+            self.conf.compaction_target_size,
+        );
+        let (infos, paths, quarantined) = tokio::task::spawn_blocking(
+            move || -> anyhow::Result<(Vec<LayerInfo>, Vec<PathBuf>, usize)> {
+                let outputs = merge(
+                    &engine, &dir, generation, &readers, lsn_range, target, &existing,
+                )?;
+                let infos: Vec<LayerInfo> = outputs.iter().map(|o| o.info.clone()).collect();
+                let (paths, quarantined) = publish_outputs(
+                    &engine,
+                    &dir,
+                    outputs.into_iter().map(|o| o.file).collect(),
+                    &in_map,
+                )?;
+                if let Err(e) = (|| -> anyhow::Result<()> {
+                    fail::fail_point!("compaction-after-publish", |_| bail!(
+                        "failpoint compaction-after-publish"
+                    ));
+                    Ok(())
+                })() {
+                    remove_files(&engine, &dir, &paths);
+                    return Err(e);
+                }
+                Ok((infos, paths, quarantined))
+            },
+        )
+        .await
+        .context("compaction task panicked")??;
+
+        // Install against the layer map as it is now (I6).
+        {
+            let mut l = self.layers.write().expect("not poisoned");
+            let intact = inputs
+                .iter()
+                .all(|h| l.map.get(&h.name).is_some_and(|m| Arc::ptr_eq(m, h)));
+            if !intact {
+                drop(l);
+                remove_files(&self.src.engine, &self.dir, &paths);
+                tracing::info!("an input left the layer map during compaction; outputs abandoned");
+                return Ok(CompactionResult {
+                    outcome: "abandoned",
+                    inputs: inputs.len(),
+                    outputs: 0,
+                    leftovers_quarantined: quarantined,
+                });
+            }
+            let mut index = self.index.lock().expect("not poisoned");
+            for h in &inputs {
+                l.map.remove(&h.name);
+                index.layers.remove(&h.name);
+            }
+            for info in &infos {
+                let meta = LayerMetadata {
+                    file_size: info.size_bytes,
+                    generation: self.generation,
+                    checksum: info.checksum,
+                };
+                let name = info.file_name.layer.clone();
+                l.map.insert(
+                    name.clone(),
+                    Arc::new(LayerHandle::new(name.clone(), meta, &self.dir)),
+                );
+                index.layers.insert(name, meta);
+                self.uploads.push(UploadOp::Layer {
+                    file_name: info.file_name.clone(),
+                    path: info.path.clone(),
+                    meta,
+                });
+            }
+            let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+            self.uploads.push(UploadOp::Index {
+                index: Box::new(index.clone()),
+                seq,
+            });
+            let removed: Vec<LayerFileName> = inputs.iter().map(|h| h.file_name()).collect();
+            self.uploads.push(UploadOp::Delete { layers: removed });
+        }
+        // Local files of the inputs go only after the install.
+        let input_paths: Vec<PathBuf> = inputs.iter().map(|h| h.path.clone()).collect();
+        remove_files(&self.src.engine, &self.dir, &input_paths);
+        tracing::info!(
+            inputs = inputs.len(),
+            outputs = infos.len(),
+            quarantined,
+            "compacted"
+        );
+        Ok(CompactionResult {
+            outcome: "compacted",
+            inputs: inputs.len(),
+            outputs: infos.len(),
+            leftovers_quarantined: quarantined,
+        })
+    }
+}
