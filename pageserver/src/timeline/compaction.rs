@@ -145,9 +145,9 @@ fn publish_outputs(
     in_map: &HashSet<String>,
 ) -> anyhow::Result<(Vec<PathBuf>, usize)> {
     let mut batch = files;
-    let mut quarantined = 0;
     let attempts = batch.len() + 1;
-    for _ in 0..attempts {
+    // Every round either returns or quarantines one leftover: the round number counts them.
+    for quarantined in 0..attempts {
         let e = match publish_batch(batch) {
             Ok(paths) => {
                 METRICS
@@ -181,7 +181,6 @@ fn publish_outputs(
         }
         reconcile::quarantine(engine, dir, &name)?;
         METRICS.compaction_leftovers.inc();
-        quarantined += 1;
         batch = e.unpublished;
     }
     bail!("publishing compaction outputs met more leftovers than outputs")
