@@ -10,7 +10,7 @@ pub use error::ApiError;
 
 use crate::server::PageServer;
 use crate::tenant::Tenant;
-use crate::timeline::{ReadError, Timeline};
+use crate::timeline::{IngestFailure, ReadError, Timeline};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -37,6 +37,7 @@ pub fn router(server: Arc<PageServer>) -> Router {
         .route("/v1/tenant/{tenant_id}", get(tenant_info))
         .route("/v1/tenant/{tenant_id}/attach", post(attach_tenant))
         .route("/v1/tenant/{tenant_id}/detach", post(detach_tenant))
+        .route("/v1/tenant/{tenant_id}/reset", post(reset_tenant))
         .route("/v1/tenant/{tenant_id}/timeline", post(create_timeline))
         .route(
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}",
@@ -156,6 +157,29 @@ async fn detach_tenant(
     Ok(Json(serde_json::json!({})).into_response())
 }
 
+async fn reset_tenant(
+    State(s): State<Arc<PageServer>>,
+    Path(t): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let id = tenant_id(&t)?;
+    let drop_cache = match q.get("drop_cache").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "drop_cache={other:?}: expected true or false"
+            )));
+        }
+    };
+    let tenant = s
+        .tenants
+        .reset_tenant(id, drop_cache)
+        .instrument(tracing::info_span!("reset", tenant_id = %id))
+        .await?;
+    Ok(Json(tenant.info()).into_response())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateTimeline {
@@ -201,7 +225,13 @@ async fn ingest(
         .ingest(&body)
         .instrument(span)
         .await
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        .map_err(|e| match e {
+            IngestFailure::Malformed(e) => ApiError::bad_request(e.to_string()),
+            IngestFailure::Stopped => ApiError {
+                status: StatusCode::CONFLICT,
+                message: e.to_string(),
+            },
+        })?;
     Ok(Json(serde_json::json!({ "last_record_lsn": lsn.to_string() })).into_response())
 }
 

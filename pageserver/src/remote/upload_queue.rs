@@ -121,6 +121,7 @@ pub struct UploadQueue {
     tx: mpsc::UnboundedSender<UploadOp>,
     state: Arc<UploadState>,
     cancel: watch::Sender<bool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Where a queue uploads.
@@ -152,11 +153,16 @@ impl UploadQueue {
         let (cancel, cancelled) = watch::channel(false);
         let span = tracing::info_span!("upload_queue", tenant_id = %target.tenant, timeline_id = %target.timeline);
         let task_state = state.clone();
-        tokio::spawn(tracing::Instrument::instrument(
+        let task = tokio::spawn(tracing::Instrument::instrument(
             run(target, rx, task_state, cancelled),
             span,
         ));
-        UploadQueue { tx, state, cancel }
+        UploadQueue {
+            tx,
+            state,
+            cancel,
+            task: Mutex::new(Some(task)),
+        }
     }
 
     /// Queues an operation.
@@ -176,6 +182,16 @@ impl UploadQueue {
     /// Stops the task after its current attempt.
     pub fn shutdown(&self) {
         self.cancel.send_replace(true);
+    }
+
+    /// Stops the task and waits until it has ended, so that nothing it started can land
+    /// afterwards under a name (an index sequence number) someone else may then choose.
+    pub async fn stop(&self) {
+        self.shutdown();
+        let task = self.task.lock().expect("not poisoned").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 }
 

@@ -70,6 +70,19 @@ impl Tenant {
             t.shutdown();
         }
     }
+
+    async fn stop(&self) {
+        let timelines: Vec<Arc<Timeline>> = self
+            .timelines
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect();
+        for t in timelines {
+            t.stop().await;
+        }
+    }
 }
 
 /// Why a tenant operation failed.
@@ -216,9 +229,55 @@ impl TenantManager {
         Ok(tenant)
     }
 
+    /// Stops a tenant's jobs and reloads every timeline from its authoritative index with the
+    /// same generation, reconciling local files (I3); with `drop_cache`, every local layer file
+    /// is removed first and fetched again on demand. In-memory records not yet uploaded are
+    /// dropped, as in a restart: the storage node resends from `remote_consistent_lsn`.
+    pub async fn reset_tenant(
+        &self,
+        id: TenantId,
+        drop_cache: bool,
+    ) -> Result<Arc<Tenant>, TenantError> {
+        let _ops = self.ops.lock().await;
+        let old = self.get(id)?;
+        old.stop().await;
+        if drop_cache {
+            let timelines: Vec<TimelineId> = old
+                .timelines
+                .lock()
+                .expect("not poisoned")
+                .keys()
+                .copied()
+                .collect();
+            for tl in timelines {
+                let dir = local_timeline_dir(&self.conf.workdir, id, tl);
+                let engine = self.engine.clone();
+                tokio::task::spawn_blocking(move || drop_local_layers(&engine, &dir))
+                    .await
+                    .context("drop cache task panicked")??;
+            }
+        }
+        let tenant = self.load_tenant(id, old.generation).await?;
+        self.tenants
+            .write()
+            .expect("not poisoned")
+            .insert(id, tenant.clone());
+        tracing::info!(tenant_id = %id, drop_cache, "reset");
+        Ok(tenant)
+    }
+
     async fn attach_inner(&self, id: TenantId) -> anyhow::Result<Arc<Tenant>> {
         // Claim first, list second (I8).
         let generation = claim_generation(&*self.storage, id).await?;
+        self.load_tenant(id, generation).await
+    }
+
+    /// Loads every timeline of `id` from remote storage for an attachment of `generation`.
+    async fn load_tenant(
+        &self,
+        id: TenantId,
+        generation: Generation,
+    ) -> anyhow::Result<Arc<Tenant>> {
         self.make_tenant_dir(id)?;
         let prefix = format!("{}/timelines/", tenant_prefix(id));
         let keys = self.storage.list(&prefix).await.context("list timelines")?;
@@ -252,7 +311,7 @@ impl TenantManager {
             .await?;
             timelines.insert(tl, timeline);
         }
-        tracing::info!(tenant_id = %id, generation = generation.0, timelines = timelines.len(), "attached");
+        tracing::info!(tenant_id = %id, generation = generation.0, timelines = timelines.len(), "loaded");
         Ok(Arc::new(Tenant {
             id,
             generation,
@@ -351,4 +410,25 @@ impl TenantManager {
             t.shutdown();
         }
     }
+}
+
+/// Removes every layer and temp file of a timeline directory (not `lost+found/`).
+fn drop_local_layers(engine: &Arc<dyn IoEngine>, dir: &std::path::Path) -> anyhow::Result<()> {
+    use index_part::names::{LocalFile, classify_local};
+    let names = match engine.list_dir(dir) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("list {}", dir.display())),
+    };
+    for name in names {
+        let Some(n) = name.to_str() else { continue };
+        if matches!(classify_local(n), LocalFile::Layer(_) | LocalFile::Temp) {
+            engine
+                .unlink(&dir.join(n))
+                .with_context(|| format!("remove {}", dir.join(n).display()))?;
+        }
+    }
+    engine
+        .fsync_dir(dir)
+        .with_context(|| format!("fsync {}", dir.display()))
 }

@@ -18,7 +18,8 @@
 //!    layers flushed meanwhile stay. Then the uploads (outputs, index, deletion of the inputs'
 //!    objects) are queued, and the inputs' local files removed.
 //!
-//! A failed compaction leaves nothing behind, so its retry always makes progress.
+//! A failed compaction leaves nothing behind, so its retry always makes progress. A compaction
+//! of a timeline stopped meanwhile (reset, detach) installs nothing and removes nothing.
 
 use super::{LayerHandle, Timeline, reconcile};
 use crate::metrics::METRICS;
@@ -186,7 +187,22 @@ fn publish_outputs(
     bail!("publishing compaction outputs met more leftovers than outputs")
 }
 
-fn remove_files(engine: &Arc<dyn IoEngine>, dir: &Path, paths: &[PathBuf]) {
+/// Removes files this compaction published. A stopped timeline (reset, detach) removes
+/// nothing: its successor may own the directory by now, and whatever is left is a leftover
+/// that reconciliation or the next compaction accounts for.
+fn remove_files(
+    engine: &Arc<dyn IoEngine>,
+    dir: &Path,
+    paths: &[PathBuf],
+    stopped: &std::sync::atomic::AtomicBool,
+) {
+    if stopped.load(Ordering::SeqCst) {
+        tracing::info!(
+            files = paths.len(),
+            "timeline stopped; compaction files left for its successor to account for"
+        );
+        return;
+    }
     for p in paths {
         if let Err(e) = engine.unlink(p) {
             tracing::warn!(path = %p.display(), "remove compaction output: {e}");
@@ -249,6 +265,7 @@ impl Timeline {
             self.generation,
             self.conf.compaction_target_size,
         );
+        let stopped = self.shut_down.clone();
         let (infos, paths, quarantined) = tokio::task::spawn_blocking(
             move || -> anyhow::Result<(Vec<LayerInfo>, Vec<PathBuf>, usize)> {
                 let outputs = merge(
@@ -267,7 +284,7 @@ impl Timeline {
                     ));
                     Ok(())
                 })() {
-                    remove_files(&engine, &dir, &paths);
+                    remove_files(&engine, &dir, &paths, &stopped);
                     return Err(e);
                 }
                 Ok((infos, paths, quarantined))
@@ -282,9 +299,9 @@ impl Timeline {
             let intact = inputs
                 .iter()
                 .all(|h| l.map.get(&h.name).is_some_and(|m| Arc::ptr_eq(m, h)));
-            if !intact {
+            if !intact || self.shut_down.load(Ordering::SeqCst) {
                 drop(l);
-                remove_files(&self.src.engine, &self.dir, &paths);
+                remove_files(&self.src.engine, &self.dir, &paths, &self.shut_down);
                 tracing::info!("an input left the layer map during compaction; outputs abandoned");
                 return Ok(CompactionResult {
                     outcome: "abandoned",
@@ -326,7 +343,7 @@ impl Timeline {
         }
         // Local files of the inputs go only after the install.
         let input_paths: Vec<PathBuf> = inputs.iter().map(|h| h.path.clone()).collect();
-        remove_files(&self.src.engine, &self.dir, &input_paths);
+        remove_files(&self.src.engine, &self.dir, &input_paths, &self.shut_down);
         tracing::info!(
             inputs = inputs.len(),
             outputs = infos.len(),

@@ -46,6 +46,17 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 
+/// Why an ingest request was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestFailure {
+    /// The body breaks the wire format's rules (400).
+    #[error(transparent)]
+    Malformed(#[from] IngestError),
+    /// The timeline is stopping (reset, detach, shutdown); retry against the new one (409).
+    #[error("the timeline is stopping (reset or detach); retry")]
+    Stopped,
+}
+
 /// Frozen layers allowed to wait for their flush before ingest waits (backpressure).
 const MAX_FROZEN: usize = 2;
 /// How long `checkpoint` waits for the index covering its flush to be uploaded.
@@ -81,7 +92,7 @@ pub struct Timeline {
     uploads: UploadQueue,
     flush_error: Mutex<Option<String>>,
     flush_task_running: std::sync::atomic::AtomicBool,
-    shut_down: std::sync::atomic::AtomicBool,
+    shut_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Timeline {
@@ -210,7 +221,7 @@ impl Timeline {
             uploads,
             flush_error: Mutex::new(None),
             flush_task_running: std::sync::atomic::AtomicBool::new(false),
-            shut_down: std::sync::atomic::AtomicBool::new(false),
+            shut_down: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         });
         tl.update_lsn_metrics();
         tl.start_compaction_loop();
@@ -408,13 +419,16 @@ impl Timeline {
     }
 
     /// Ingests a request body (brief section 6): all records or none.
-    pub async fn ingest(self: &Arc<Self>, body: &Bytes) -> Result<Lsn, IngestError> {
+    pub async fn ingest(self: &Arc<Self>, body: &Bytes) -> Result<Lsn, IngestFailure> {
         let _guard = self.ingest_lock.lock().await;
+        if self.shut_down.load(Ordering::SeqCst) {
+            return Err(IngestFailure::Stopped);
+        }
         let records = match ingest::decode(body, self.last_record_lsn()) {
             Ok(r) => r,
             Err(e) => {
                 METRICS.ingest_rejected.inc();
-                return Err(e);
+                return Err(IngestFailure::Malformed(e));
             }
         };
         // Backpressure: wait while too many frozen layers wait for their flush.
@@ -422,6 +436,9 @@ impl Timeline {
             let notified = self.frozen_changed.notified();
             if self.layers.read().expect("not poisoned").frozen.len() < MAX_FROZEN {
                 break;
+            }
+            if self.shut_down.load(Ordering::SeqCst) {
+                return Err(IngestFailure::Stopped);
             }
             notified.await;
         }
@@ -700,6 +717,15 @@ impl Timeline {
     pub fn shutdown(&self) {
         self.shut_down.store(true, Ordering::SeqCst);
         self.uploads.shutdown();
+        self.frozen_changed.notify_waiters();
+    }
+
+    /// Stops the timeline and waits for its ingest, flush and upload work to end.
+    pub async fn stop(&self) {
+        self.shutdown();
+        let _ingest = self.ingest_lock.lock().await;
+        let _flush = self.flush_lock.lock().await;
+        self.uploads.stop().await;
     }
 }
 

@@ -1,0 +1,157 @@
+//! Tenant reset: during ingest, during a paused compaction, and with `drop_cache`: the
+//! tenant reloads from its authoritative index with the same generation, everything
+//! acknowledged reads back, and ingest and compaction work afterwards.
+#![cfg(feature = "testing")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use common::*;
+use fail::FailScenario;
+use layer_format::failpoints::configure;
+use layer_format::{Key, Lsn};
+use std::sync::Arc;
+use std::time::Duration;
+
+const KEYS: u128 = 12;
+
+async fn check(ts: &TestServer, model: &Model, lsns: &[u64]) {
+    for k in 0..KEYS {
+        for &l in lsns {
+            let (s, body) = ts.page(Key::from_u128(k), Lsn(l)).await;
+            match model.page(Key::from_u128(k), Lsn(l)) {
+                Some(p) => {
+                    assert_eq!(
+                        s,
+                        StatusCode::OK,
+                        "({k}, {l}): {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                    assert!(body == p, "({k}, {l})");
+                }
+                None => assert_eq!(s, StatusCode::NOT_FOUND),
+            }
+        }
+    }
+}
+
+async fn reset(ts: &TestServer, query: &str) -> serde_json::Value {
+    let (s, b) = ts
+        .call(
+            Method::POST,
+            &format!("/v1/tenant/{TENANT}/reset{query}"),
+            Body::empty(),
+        )
+        .await;
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_during_ingest_and_paused_compaction() {
+    let scenario = FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = conf(dir.path());
+    c.compaction_threshold = 3;
+    c.compaction_target_size = 32 << 10;
+    let ts = Arc::new(TestServer::start(c).await);
+    ts.setup().await;
+    let (mut model, mut lsn) = (Model::default(), 1u64);
+    for _ in 0..3 {
+        let recs = with_bases(workload(lsn, 30, KEYS, true), &model);
+        assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
+        model.add(&recs);
+        lsn += 30;
+        ts.checkpoint().await;
+    }
+    let acked = lsn - 1;
+
+    // 1. Reset while a writer keeps ingesting records that are not acknowledged yet.
+    let writer = tokio::spawn({
+        let ts = ts.clone();
+        async move {
+            let mut answers = Vec::new();
+            for i in 0..20u64 {
+                let recs = workload(10_000 + i * 10, 10, KEYS, false);
+                answers.push(ts.ingest(&recs).await.0);
+            }
+            answers
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let info = reset(&ts, "").await;
+    assert_eq!(info["generation"], 1, "same generation");
+    let answers = writer.await.unwrap();
+    assert!(
+        answers.iter().all(|s| [
+            StatusCode::OK,
+            StatusCode::CONFLICT,
+            StatusCode::BAD_REQUEST
+        ]
+        .contains(s)),
+        "{answers:?}"
+    );
+    let tl = ts.info().await;
+    for f in [
+        "last_record_lsn",
+        "disk_consistent_lsn",
+        "remote_consistent_lsn",
+    ] {
+        assert_eq!(tl[f], Lsn(acked).to_string(), "{f} after reset: {tl}");
+    }
+    check(&ts, &model, &[10, 45, acked]).await;
+
+    // 2. Reset while a compaction is paused after its first output.
+    configure("compaction-after-output", "1*pause").unwrap();
+    let compaction = tokio::spawn({
+        let ts = ts.clone();
+        async move { ts.compact().await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    reset(&ts, "").await;
+    configure("compaction-after-output", "off").unwrap();
+    let (s, v) = compaction.await.unwrap();
+    assert!(
+        s == StatusCode::OK && v["outcome"] == "abandoned"
+            || s == StatusCode::INTERNAL_SERVER_ERROR,
+        "the old compaction installs nothing: {s} {v}"
+    );
+    check(&ts, &model, &[10, 45, acked]).await;
+    let (s, v) = ts.compact().await;
+    assert_eq!(
+        (s, v["outcome"].as_str()),
+        (StatusCode::OK, Some("compacted")),
+        "compaction works after reset: {v}"
+    );
+    check(&ts, &model, &[10, 45, acked]).await;
+
+    // Ingest resumes from the acknowledged LSN.
+    let recs = with_bases(workload(acked + 1, 20, KEYS, false), &model);
+    assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
+    model.add(&recs);
+    ts.checkpoint().await;
+
+    // 3. drop_cache: every local layer goes, and comes back on demand.
+    reset(&ts, "?drop_cache=true").await;
+    let layer_files = std::fs::read_dir(ts.timeline_dir())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_file())
+        .count();
+    assert_eq!(layer_files, 0, "no local layer after drop_cache");
+    check(&ts, &model, &[10, acked, acked + 20]).await;
+    let (s, _) = ts
+        .call(
+            Method::POST,
+            &format!("/v1/tenant/{TENANT}/reset?drop_cache=maybe"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    scenario.teardown();
+}
