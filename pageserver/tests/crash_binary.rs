@@ -186,3 +186,130 @@ async fn exit_after_publish_then_restart() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Crash between publish and install: the compaction's outputs are under their final names
+/// but in no index. The restart removes them (not in the index), the next compaction succeeds,
+/// and reads match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_between_compaction_publish_and_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let tl = format!("{base}/v1/tenant/{TENANT}/timeline/{TIMELINE}");
+    let opts = "compaction_threshold = 3";
+    let spawn_with = |f: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pageserver"));
+        cmd.arg("--workdir")
+            .arg(dir.path())
+            .arg("--listen-http")
+            .arg(format!("127.0.0.1:{port}"));
+        cmd.args([
+            "-c",
+            "io_engine = \"std\"",
+            "-c",
+            opts,
+            "-c",
+            "compaction_period = \"1h\"",
+        ]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        if let Some(f) = f {
+            cmd.env("FAILPOINTS", f);
+        }
+        cmd.spawn().unwrap()
+    };
+    let mut child = spawn_with(Some("compaction-after-publish=exit"));
+    wait_up(&client, &base).await;
+    client
+        .post(format!("{base}/v1/tenant"))
+        .body(format!("{{\"tenant_id\":\"{TENANT}\"}}"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    client
+        .post(format!("{base}/v1/tenant/{TENANT}/timeline"))
+        .body(format!("{{\"timeline_id\":\"{TIMELINE}\"}}"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let mut model = Model::default();
+    let mut lsn = 1;
+    for _ in 0..3 {
+        let recs = with_bases(workload(lsn, 40, 8, true), &model);
+        client
+            .post(format!("{tl}/ingest"))
+            .body(encode_ingest(&recs))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+        model.add(&recs);
+        lsn += 40;
+        client
+            .put(format!("{tl}/checkpoint"))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+    }
+    assert!(
+        client.put(format!("{tl}/compact")).send().await.is_err(),
+        "the process died mid-compaction"
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(77));
+    let tl_dir = dir
+        .path()
+        .join("tenants")
+        .join(TENANT)
+        .join("timelines")
+        .join(TIMELINE);
+    let before = std::fs::read_dir(&tl_dir).unwrap().count();
+    assert!(
+        before > 3,
+        "outputs published next to the 3 inputs: {before}"
+    );
+
+    let mut child = spawn_with(None);
+    wait_up(&client, &base).await;
+    assert_eq!(
+        std::fs::read_dir(&tl_dir).unwrap().count(),
+        3,
+        "reconciliation removed the unindexed outputs"
+    );
+    let v: serde_json::Value = client
+        .put(format!("{tl}/compact"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap();
+    assert_eq!(v["outcome"], "compacted", "{v}");
+    assert_eq!(v["leftovers_quarantined"], 0, "{v}");
+    for k in 0..8u128 {
+        for l in [40u64, lsn - 1] {
+            let r = client
+                .get(format!(
+                    "{tl}/page?key={}&lsn={}",
+                    Key::from_u128(k),
+                    Lsn(l)
+                ))
+                .send()
+                .await
+                .unwrap();
+            match model.page(Key::from_u128(k), Lsn(l)) {
+                Some(p) => assert_eq!(r.bytes().await.unwrap(), p, "({k}, {l})"),
+                None => assert_eq!(r.status(), 404),
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -358,3 +358,130 @@ impl Timeline {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use index_part::names::Generation;
+    use layer_format::io::{EngineChoice, open_engine};
+    use layer_format::value::{Patch, encode_patches};
+    use std::os::unix::fs::MetadataExt;
+
+    fn finished(engine: &Arc<dyn IoEngine>, dir: &Path) -> FinishedLayer {
+        let mut w = DeltaLayerWriter::new(
+            engine,
+            dir,
+            Generation(1),
+            Key::MIN..Key::MAX,
+            Lsn(1)..Lsn(9),
+        )
+        .unwrap();
+        let v = Value::Delta {
+            will_init: true,
+            record: encode_patches(&[Patch {
+                offset: 0,
+                bytes: b"x",
+            }]),
+        };
+        w.put(Key::from_u128(1), Lsn(2), &v).unwrap();
+        w.finish_unpublished(None).unwrap()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Duplicate: an output whose name is a layer of the map is never published over it.
+    #[test]
+    fn a_duplicate_output_fails_and_touches_neither_file() {
+        let engine = open_engine(EngineChoice::Std).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let f = finished(&engine, dir.path());
+        let name = f.info.file_name.to_string();
+        std::fs::write(&f.info.path, b"the installed layer").unwrap();
+        let ino = std::fs::metadata(&f.info.path).unwrap().ino();
+        let in_map: HashSet<String> = [name.clone()].into_iter().collect();
+        let err = publish_outputs(&engine, dir.path(), vec![f.file], &in_map).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("already a layer of the layer map"),
+            "{err:#}"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join(&name)).unwrap(),
+            b"the installed layer"
+        );
+        assert_eq!(
+            std::fs::metadata(dir.path().join(&name)).unwrap().ino(),
+            ino
+        );
+        assert_eq!(
+            names(dir.path()),
+            vec![name],
+            "the output's temp file is gone too"
+        );
+    }
+
+    #[test]
+    fn a_leftover_is_quarantined_and_the_batch_published() {
+        let engine = open_engine(EngineChoice::Std).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let f = finished(&engine, dir.path());
+        let (name, path) = (f.info.file_name.to_string(), f.info.path.clone());
+        std::fs::write(&path, b"leftover").unwrap();
+        let (paths, quarantined) =
+            publish_outputs(&engine, dir.path(), vec![f.file], &HashSet::new()).unwrap();
+        assert_eq!((paths, quarantined), (vec![path.clone()], 1));
+        assert_ne!(std::fs::read(&path).unwrap(), b"leftover");
+        let lf = names(&dir.path().join("lost+found"));
+        assert!(lf.len() == 1 && lf[0].starts_with(&name), "{lf:?}");
+        assert_eq!(
+            std::fs::read(dir.path().join("lost+found").join(&lf[0])).unwrap(),
+            b"leftover"
+        );
+    }
+
+    /// An output that equals a layer already in the map is not produced at all.
+    #[test]
+    fn merge_does_not_produce_an_output_already_in_the_map() {
+        let engine = open_engine(EngineChoice::Std).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let input = finished(&engine, dir.path()).publish().unwrap();
+        let reader = Arc::new(LayerReader::open(&engine, &input.path).unwrap());
+        let produced = merge(
+            &engine,
+            dir.path(),
+            Generation(2),
+            std::slice::from_ref(&reader),
+            Lsn(1)..Lsn(10),
+            1 << 20,
+            &HashSet::new(),
+        )
+        .unwrap();
+        assert_eq!(produced.len(), 1);
+        let existing: HashSet<LayerName> = [produced[0].info.file_name.layer.clone()]
+            .into_iter()
+            .collect();
+        drop(produced);
+        let again = merge(
+            &engine,
+            dir.path(),
+            Generation(2),
+            &[reader],
+            Lsn(1)..Lsn(10),
+            1 << 20,
+            &existing,
+        )
+        .unwrap();
+        assert!(again.is_empty());
+        assert_eq!(
+            names(dir.path()),
+            vec![input.file_name.to_string()],
+            "no temp file left"
+        );
+    }
+}
