@@ -28,6 +28,10 @@ pub struct Metrics {
     pub compaction_leftovers: IntCounter,
     /// Compaction outputs not produced because the layer map already had them.
     pub compaction_duplicates: IntCounter,
+    /// Layers removed by GC.
+    pub gc_removed_layers: IntCounter,
+    /// Image layers created.
+    pub image_layers_created: IntCounter,
     /// Start-up reconciliation actions by kind.
     pub reconcile_actions: IntCounterVec,
     /// Files moved to `lost+found/`.
@@ -113,6 +117,16 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &r,
             "pageserver_compaction_duplicate_outputs_total",
             "Compaction outputs already in the layer map",
+        ),
+        gc_removed_layers: counter(
+            &r,
+            "pageserver_gc_removed_layers_total",
+            "Layers removed by GC",
+        ),
+        image_layers_created: counter(
+            &r,
+            "pageserver_image_layers_created_total",
+            "Image layers created",
         ),
         reconcile_actions: counter_vec(
             &r,

@@ -25,6 +25,8 @@ async fn server(dir: &std::path::Path) -> TestServer {
     let mut c = conf(dir);
     c.compaction_threshold = 4;
     c.compaction_target_size = 48 << 10;
+    // Image layers have their own test (images_gc.rs); here only L0 compaction acts.
+    c.image_creation_threshold = 1000;
     TestServer::start(c).await
 }
 

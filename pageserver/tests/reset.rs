@@ -97,6 +97,12 @@ async fn reset_during_ingest_and_paused_compaction() {
         .contains(s)),
         "{answers:?}"
     );
+    // Requests after the reset went to the new timeline and are not acknowledged either: a
+    // second reset, with no writer, drops them too.
+    let tl = ts.info().await;
+    assert_eq!(tl["disk_consistent_lsn"], Lsn(acked).to_string(), "{tl}");
+    assert_eq!(tl["remote_consistent_lsn"], Lsn(acked).to_string(), "{tl}");
+    reset(&ts, "").await;
     let tl = ts.info().await;
     for f in [
         "last_record_lsn",

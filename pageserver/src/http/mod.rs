@@ -259,7 +259,9 @@ async fn get_page(
         Ok(page) => {
             Ok(([(header::CONTENT_TYPE, "application/octet-stream")], page).into_response())
         }
-        Err(e @ ReadError::LsnAhead { .. }) => Err(ApiError::bad_request(e.to_string())),
+        Err(e @ (ReadError::LsnAhead { .. } | ReadError::BelowGcCutoff { .. })) => {
+            Err(ApiError::bad_request(e.to_string()))
+        }
         Err(e @ ReadError::NotFound { .. }) => Err(ApiError::not_found(e.to_string())),
         Err(e) => Err(ApiError::internal(&anyhow::Error::new(e))),
     }

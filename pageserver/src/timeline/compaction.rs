@@ -18,6 +18,8 @@
 //!    layers flushed meanwhile stay. Then the uploads (outputs, index, deletion of the inputs'
 //!    objects) are queued, and the inputs' local files removed.
 //!
+//! 5. Then image layers where deltas stack up (`images.rs`); they count as outputs.
+//!
 //! A failed compaction leaves nothing behind, so its retry always makes progress. A compaction
 //! of a timeline stopped meanwhile (reset, detach) installs nothing and removes nothing.
 
@@ -54,7 +56,7 @@ pub struct CompactionResult {
 }
 
 /// Whether a layer is an L0 delta layer (covers the whole key space).
-fn is_l0(name: &LayerName) -> bool {
+pub(super) fn is_l0(name: &LayerName) -> bool {
     name.is_delta() && *name.key_range() == (Key::MIN..Key::MAX)
 }
 
@@ -217,7 +219,19 @@ impl Timeline {
     /// Runs one compaction (see the module doc).
     pub async fn compact(self: &Arc<Self>) -> anyhow::Result<CompactionResult> {
         let _guard = self.compaction_lock.lock().await;
-        let res = self.compact_inner().await;
+        let mut res = self.compact_inner().await;
+        if let Ok(r) = &mut res
+            && r.outcome != "abandoned"
+        {
+            match self.create_images().await {
+                Ok(0) => {}
+                Ok(images) => {
+                    r.outputs += images;
+                    r.outcome = "compacted";
+                }
+                Err(e) => res = Err(e.context("create image layers")),
+            }
+        }
         let outcome = match &res {
             Ok(r) => r.outcome,
             Err(_) => "error",

@@ -12,6 +12,8 @@
 //! queue the layer upload followed by the upload of the new index version.
 
 mod compaction;
+mod gc;
+mod images;
 mod ingest;
 mod inmemory;
 mod layer;
@@ -85,6 +87,8 @@ pub struct Timeline {
     next_seq: AtomicU32,
     last_record_lsn: AtomicU64,
     disk_consistent_lsn: AtomicU64,
+    /// Reads below this LSN are refused: GC may have removed what they need.
+    gc_cutoff_lsn: AtomicU64,
     ingest_lock: tokio::sync::Mutex<()>,
     flush_lock: tokio::sync::Mutex<()>,
     compaction_lock: tokio::sync::Mutex<()>,
@@ -179,6 +183,7 @@ impl Timeline {
         let tenant_id = index.metadata.tenant_id;
         let timeline_id = index.metadata.timeline_id;
         let dcl = index.disk_consistent_lsn;
+        let gc_cutoff = index.gc_cutoff_lsn.unwrap_or(Lsn(0));
         let src = LayerSource {
             engine: engine.clone(),
             storage: storage.clone(),
@@ -214,6 +219,7 @@ impl Timeline {
             next_seq: AtomicU32::new(next_seq),
             last_record_lsn: AtomicU64::new(dcl.0),
             disk_consistent_lsn: AtomicU64::new(dcl.0),
+            gc_cutoff_lsn: AtomicU64::new(gc_cutoff.0),
             ingest_lock: tokio::sync::Mutex::new(()),
             flush_lock: tokio::sync::Mutex::new(()),
             compaction_lock: tokio::sync::Mutex::new(()),
@@ -244,6 +250,7 @@ impl Timeline {
                     if let Err(e) = tl.compact().await {
                         tracing::warn!("compaction failed; it runs again in {period:?}: {e:#}");
                     }
+                    tl.gc();
                 }
             },
             span,
@@ -654,6 +661,11 @@ impl Timeline {
     /// (deferred, I8); local files are removed after the install. Layers not in the map are
     /// ignored. Returns how many were removed.
     pub fn remove_layers(&self, names: &[LayerName]) -> usize {
+        self.remove_layers_with_cutoff(names, None)
+    }
+
+    /// [`remove_layers`](Self::remove_layers), also raising the index's `gc_cutoff_lsn`.
+    fn remove_layers_with_cutoff(&self, names: &[LayerName], gc_cutoff: Option<Lsn>) -> usize {
         let removed: Vec<Arc<LayerHandle>> = {
             let mut l = self.layers.write().expect("not poisoned");
             let removed: Vec<Arc<LayerHandle>> =
@@ -664,6 +676,11 @@ impl Timeline {
             let mut index = self.index.lock().expect("not poisoned");
             for h in &removed {
                 index.layers.remove(&h.name);
+            }
+            if let Some(cutoff) = gc_cutoff {
+                let cutoff = cutoff.max(index.gc_cutoff_lsn.unwrap_or(Lsn(0)));
+                index.gc_cutoff_lsn = Some(cutoff);
+                self.gc_cutoff_lsn.fetch_max(cutoff.0, Ordering::SeqCst);
             }
             let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
             self.uploads.push(UploadOp::Index {

@@ -24,6 +24,14 @@ pub enum ReadError {
         /// Newest ingested.
         last_record_lsn: Lsn,
     },
+    /// The LSN is below the GC cutoff: what it needs may be gone (400).
+    #[error("LSN {lsn} is below the GC cutoff {gc_cutoff_lsn}")]
+    BelowGcCutoff {
+        /// Requested.
+        lsn: Lsn,
+        /// The cutoff.
+        gc_cutoff_lsn: Lsn,
+    },
     /// No record of the key at or below the LSN (404).
     #[error("key {key} has no record at or below {lsn}")]
     NotFound {
@@ -53,6 +61,10 @@ impl Timeline {
                 lsn,
                 last_record_lsn,
             });
+        }
+        let gc_cutoff_lsn = Lsn(self.gc_cutoff_lsn.load(std::sync::atomic::Ordering::SeqCst));
+        if lsn < gc_cutoff_lsn {
+            return Err(ReadError::BelowGcCutoff { lsn, gc_cutoff_lsn });
         }
         let data = |source: anyhow::Error| ReadError::Data { key, lsn, source };
         let mut values: Vec<(Lsn, Value)> = Vec::new();
