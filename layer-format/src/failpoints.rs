@@ -9,6 +9,7 @@
 //! | `layer-writer-before-finish` | start of a writer's `finish`: `return` fails it, the temp file is removed |
 //! | `layer-fsync` | instead of the file's fsync: `return` acts as a failed fsync (I2) |
 //! | `layer-publish-after-rename` | after the rename, before the directory fsync |
+//! | `layer-write` | each write of a layer file: `return` fails it with `ENOSPC` (disk full) |
 
 /// Names of the failpoints of this crate.
 pub const NAMES: &[&str] = &[

@@ -281,3 +281,64 @@ async fn regression_reftable_race_install_uses_the_current_map() {
     );
     scenario.teardown();
 }
+
+/// The other order of reftable's race: a flush is paused between publishing its L0 and
+/// installing it while a compaction runs and installs; the flush then installs into the map
+/// as it is. Both changes survive, in the map and in the uploaded index, and reads match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_reftable_race_flush_paused_while_compaction_installs() {
+    let scenario = FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let ts = Arc::new(server(dir.path()).await);
+    ts.setup().await;
+    let (mut model, mut lsn) = (Model::default(), 1);
+    make_l0s(&ts, &mut model, &mut lsn, 4).await;
+    let recs = with_bases(workload(lsn, 40, KEYS, true), &model);
+    assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
+    model.add(&recs);
+    lsn += 40;
+    configure("flush-after-publish", "1*pause").unwrap();
+    let checkpoint = tokio::spawn({
+        let ts = ts.clone();
+        async move { ts.checkpoint().await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (s, v) = ts.compact().await;
+    assert_eq!(
+        (s, v["outcome"].as_str()),
+        (StatusCode::OK, Some("compacted")),
+        "{v}"
+    );
+    assert_eq!(
+        v["inputs"], 4,
+        "the paused flush's L0 is not installed yet: {v}"
+    );
+    configure("flush-after-publish", "off").unwrap();
+    let info = checkpoint.await.unwrap();
+    assert_eq!(
+        info["remote_consistent_lsn"],
+        Lsn(lsn - 1).to_string(),
+        "{info}"
+    );
+    let (t, tl): (TenantId, TimelineId) = (TENANT.parse().unwrap(), TIMELINE.parse().unwrap());
+    let names = ts
+        .server
+        .tenants
+        .get(t)
+        .unwrap()
+        .timeline(tl)
+        .unwrap()
+        .layer_names();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| *n.key_range() == (Key::MIN..Key::MAX))
+            .count(),
+        1,
+        "the flushed L0 is in the map: {names:?}"
+    );
+    check(&ts, &model, lsn - 1).await;
+    let ts = Arc::try_unwrap(ts).ok().unwrap().restart().await;
+    check(&ts, &model, lsn - 1).await;
+    scenario.teardown();
+}

@@ -14,6 +14,15 @@ use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
+/// One write of a chunk (failpoint `layer-write`: `return` fails it with `ENOSPC`, as a full
+/// filesystem would).
+fn write(file: &dyn IoFile, segments: Vec<Bytes>, offset: u64) -> std::io::Result<()> {
+    fail::fail_point!("layer-write", |_| Err(std::io::Error::from_raw_os_error(
+        rustix::io::Errno::NOSPC.raw_os_error()
+    )));
+    file.write_vectored_all_at(segments, offset)
+}
+
 /// Chunks queued between the writer and the flusher thread.
 const DEPTH: usize = 1;
 
@@ -36,13 +45,12 @@ impl Flusher {
                 let mut offset = 0u64;
                 for segments in rx {
                     let len: u64 = segments.iter().map(|s| s.len() as u64).sum();
-                    file.write_vectored_all_at(segments, offset)
-                        .map_err(|source| LayerError::Io {
-                            op: "write",
-                            path: thread_path.clone(),
-                            offset: Some(offset),
-                            source,
-                        })?;
+                    write(&*file, segments, offset).map_err(|source| LayerError::Io {
+                        op: "write",
+                        path: thread_path.clone(),
+                        offset: Some(offset),
+                        source,
+                    })?;
                     offset += len;
                 }
                 Ok(offset)

@@ -559,26 +559,25 @@ impl Timeline {
             let finished = w.finish_unpublished(None)?;
             let info = finished.info.clone();
             publish_new(&engine, &dir, finished.file)?;
+            // Evaluated on this blocking thread, so that `pause` never stalls the runtime.
+            if let Err(e) = (|| -> anyhow::Result<()> {
+                fail::fail_point!("flush-after-publish", |_| bail!(
+                    "failpoint flush-after-publish"
+                ));
+                Ok(())
+            })() {
+                // Not installed: the file must not outlive the attempt.
+                if let Err(rm) = engine.unlink(&info.path) {
+                    tracing::warn!(path = %info.path.display(), "remove uninstalled layer: {rm}");
+                }
+                return Err(e);
+            }
             let reader = LayerReader::open(&engine, &info.path)?;
             Ok((info, reader))
         })
         .await
         .context("flush task panicked")?
         .context("write L0 layer")?;
-
-        if let Err(e) = (|| -> anyhow::Result<()> {
-            fail::fail_point!("flush-after-publish", |_| bail!(
-                "failpoint flush-after-publish"
-            ));
-            Ok(())
-        })() {
-            // Not installed: the file must not outlive the attempt.
-            drop(reader);
-            if let Err(rm) = self.src.engine.unlink(&info.path) {
-                tracing::warn!(path = %info.path.display(), "remove uninstalled layer: {rm}");
-            }
-            return Err(e);
-        }
 
         let name = info.file_name.layer.clone();
         let meta = LayerMetadata {
