@@ -12,27 +12,6 @@ use axum::http::{Method, StatusCode};
 use common::*;
 use layer_format::{Key, Lsn};
 
-async fn check_pages(ts: &TestServer, model: &Model, keys: u128, lsns: &[u64]) {
-    for &l in lsns {
-        for k in 0..keys {
-            let (key, lsn) = (Key::from_u128(k), Lsn(l));
-            let (status, body) = ts.page(key, lsn).await;
-            match model.page(key, lsn) {
-                Some(page) => {
-                    assert_eq!(
-                        status,
-                        StatusCode::OK,
-                        "({k}, {l}): {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                    assert!(body == page, "page ({k}, {l}) differs from the model");
-                }
-                None => assert_eq!(status, StatusCode::NOT_FOUND, "({k}, {l})"),
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_read_checkpoint_restart_read() {
     let dir = tempfile::tempdir().unwrap();

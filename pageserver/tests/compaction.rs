@@ -42,23 +42,7 @@ async fn make_l0s(ts: &TestServer, model: &mut Model, lsn: &mut u64, n: usize) {
 }
 
 async fn check(ts: &TestServer, model: &Model, upto: u64) {
-    for k in 0..KEYS {
-        for l in [1, upto / 3, upto / 2, upto] {
-            let (s, body) = ts.page(Key::from_u128(k), Lsn(l)).await;
-            match model.page(Key::from_u128(k), Lsn(l)) {
-                Some(p) => {
-                    assert_eq!(
-                        s,
-                        StatusCode::OK,
-                        "({k}, {l}): {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                    assert!(body == p, "({k}, {l}) differs from the model");
-                }
-                None => assert_eq!(s, StatusCode::NOT_FOUND, "({k}, {l})"),
-            }
-        }
-    }
+    check_pages(ts, model, KEYS, &[1, upto / 3, upto / 2, upto]).await;
 }
 
 /// Every layer file seen so far, by name: inode and bytes. A name seen again must be the same

@@ -26,23 +26,7 @@ async fn batch(ts: &TestServer, model: &mut Model, lsn: &mut u64) {
 }
 
 async fn check(ts: &TestServer, model: &Model, lsns: &[u64]) {
-    for k in 0..KEYS {
-        for &l in lsns {
-            let (s, body) = ts.page(Key::from_u128(k), Lsn(l)).await;
-            match model.page(Key::from_u128(k), Lsn(l)) {
-                Some(p) => {
-                    assert_eq!(
-                        s,
-                        StatusCode::OK,
-                        "({k}, {l}): {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                    assert!(body == p, "({k}, {l})");
-                }
-                None => assert_eq!(s, StatusCode::NOT_FOUND, "({k}, {l})"),
-            }
-        }
-    }
+    check_pages(ts, model, KEYS, lsns).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,31 +13,15 @@ use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use common::*;
 use fail::FailScenario;
+use layer_format::Lsn;
 use layer_format::failpoints::configure;
-use layer_format::{Key, Lsn};
 use std::sync::Arc;
 use std::time::Duration;
 
 const KEYS: u128 = 12;
 
 async fn check(ts: &TestServer, model: &Model, lsns: &[u64]) {
-    for k in 0..KEYS {
-        for &l in lsns {
-            let (s, body) = ts.page(Key::from_u128(k), Lsn(l)).await;
-            match model.page(Key::from_u128(k), Lsn(l)) {
-                Some(p) => {
-                    assert_eq!(
-                        s,
-                        StatusCode::OK,
-                        "({k}, {l}): {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                    assert!(body == p, "({k}, {l})");
-                }
-                None => assert_eq!(s, StatusCode::NOT_FOUND),
-            }
-        }
-    }
+    check_pages(ts, model, KEYS, lsns).await;
 }
 
 async fn reset(ts: &TestServer, query: &str) -> serde_json::Value {

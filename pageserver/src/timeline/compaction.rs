@@ -23,17 +23,15 @@
 //! A failed compaction leaves nothing behind, so its retry always makes progress. A compaction
 //! of a timeline stopped meanwhile (reset, detach) installs nothing and removes nothing.
 
-use super::{LayerHandle, Timeline, reconcile};
+use super::publish::publish_layers;
+use super::{LayerHandle, Timeline};
 use crate::metrics::METRICS;
 use crate::remote::upload_queue::UploadOp;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use index_part::LayerMetadata;
 use index_part::names::{LayerFileName, LayerName};
-use layer_format::durable::{SyncedFile, publish_batch};
 use layer_format::io::IoEngine;
-use layer_format::{
-    DeltaLayerWriter, FinishedLayer, Key, LayerError, LayerInfo, LayerReader, Lsn, Value,
-};
+use layer_format::{DeltaLayerWriter, FinishedLayer, Key, LayerInfo, LayerReader, Lsn, Value};
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
@@ -102,7 +100,7 @@ fn merge(
             return Ok(());
         }
         outputs.push(f);
-        fail::fail_point!("compaction-after-output", |_| bail!(
+        fail::fail_point!("compaction-after-output", |_| anyhow::bail!(
             "failpoint compaction-after-output"
         ));
         Ok(())
@@ -138,55 +136,6 @@ fn merge(
         finish(w, None, &mut outputs)?;
     }
     Ok(outputs)
-}
-
-/// Publishes the outputs as one batch, quarantining leftovers; returns how many.
-fn publish_outputs(
-    engine: &Arc<dyn IoEngine>,
-    dir: &Path,
-    files: Vec<SyncedFile>,
-    in_map: &HashSet<String>,
-) -> anyhow::Result<(Vec<PathBuf>, usize)> {
-    let mut batch = files;
-    let attempts = batch.len() + 1;
-    // Every round either returns or quarantines one leftover: the round number counts them.
-    for quarantined in 0..attempts {
-        let e = match publish_batch(batch) {
-            Ok(paths) => {
-                METRICS
-                    .layer_publishes
-                    .with_label_values(&["ok"])
-                    .inc_by(paths.len() as u64);
-                return Ok((paths, quarantined));
-            }
-            Err(e) => e,
-        };
-        let path = match &e.error {
-            LayerError::AlreadyExists { path } if !e.unpublished.is_empty() => path.clone(),
-            _ => {
-                METRICS.layer_publishes.with_label_values(&["error"]).inc();
-                return Err(e.into());
-            }
-        };
-        METRICS
-            .layer_publishes
-            .with_label_values(&["already_exists"])
-            .inc();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
-        if in_map.contains(&name) {
-            bail!(
-                "compaction output {name} is already a layer of the layer map; neither file was touched"
-            );
-        }
-        reconcile::quarantine(engine, dir, &name)?;
-        METRICS.compaction_leftovers.inc();
-        batch = e.unpublished;
-    }
-    bail!("publishing compaction outputs met more leftovers than outputs")
 }
 
 /// Removes files this compaction published. A stopped timeline (reset, detach) removes
@@ -286,14 +235,14 @@ impl Timeline {
                     &engine, &dir, generation, &readers, lsn_range, target, &existing,
                 )?;
                 let infos: Vec<LayerInfo> = outputs.iter().map(|o| o.info.clone()).collect();
-                let (paths, quarantined) = publish_outputs(
+                let (paths, quarantined) = publish_layers(
                     &engine,
                     &dir,
                     outputs.into_iter().map(|o| o.file).collect(),
                     &in_map,
                 )?;
                 if let Err(e) = (|| -> anyhow::Result<()> {
-                    fail::fail_point!("compaction-after-publish", |_| bail!(
+                    fail::fail_point!("compaction-after-publish", |_| anyhow::bail!(
                         "failpoint compaction-after-publish"
                     ));
                     Ok(())
@@ -420,7 +369,7 @@ mod tests {
         std::fs::write(&f.info.path, b"the installed layer").unwrap();
         let ino = std::fs::metadata(&f.info.path).unwrap().ino();
         let in_map: HashSet<String> = [name.clone()].into_iter().collect();
-        let err = publish_outputs(&engine, dir.path(), vec![f.file], &in_map).unwrap_err();
+        let err = publish_layers(&engine, dir.path(), vec![f.file], &in_map).unwrap_err();
         assert!(
             format!("{err:#}").contains("already a layer of the layer map"),
             "{err:#}"
@@ -448,7 +397,7 @@ mod tests {
         let (name, path) = (f.info.file_name.to_string(), f.info.path.clone());
         std::fs::write(&path, b"leftover").unwrap();
         let (paths, quarantined) =
-            publish_outputs(&engine, dir.path(), vec![f.file], &HashSet::new()).unwrap();
+            publish_layers(&engine, dir.path(), vec![f.file], &HashSet::new()).unwrap();
         assert_eq!((paths, quarantined), (vec![path.clone()], 1));
         assert_ne!(std::fs::read(&path).unwrap(), b"leftover");
         let lf = names(&dir.path().join("lost+found"));

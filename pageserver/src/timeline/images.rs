@@ -10,7 +10,8 @@
 //! is not written again.
 
 use super::compaction::is_l0;
-use super::{LayerHandle, ReadError, Timeline, publish_new};
+use super::publish::publish_layers;
+use super::{LayerHandle, ReadError, Timeline};
 use crate::metrics::METRICS;
 use crate::remote::upload_queue::UploadOp;
 use anyhow::Context;
@@ -123,6 +124,7 @@ impl Timeline {
                 self.generation,
                 range.clone(),
             );
+            let in_map = self.file_names_in_map();
             let info =
                 tokio::task::spawn_blocking(move || -> anyhow::Result<layer_format::LayerInfo> {
                     let mut w = ImageLayerWriter::new(&engine, &dir, generation, r, lsn)?;
@@ -131,7 +133,7 @@ impl Timeline {
                     }
                     let f = w.finish_unpublished(None)?;
                     let info = f.info.clone();
-                    publish_new(&engine, &dir, f.file)?;
+                    publish_layers(&engine, &dir, vec![f.file], &in_map)?;
                     Ok(info)
                 })
                 .await

@@ -17,6 +17,7 @@ mod images;
 mod ingest;
 mod inmemory;
 mod layer;
+mod publish;
 mod read;
 pub mod reconcile;
 
@@ -37,9 +38,8 @@ use index_part::names::{
 };
 use index_part::{IndexPart, LayerMetadata, TimelineMetadata};
 use inmemory::InMemoryLayer;
-use layer_format::durable::publish_batch;
 use layer_format::io::IoEngine;
-use layer_format::{DeltaLayerWriter, Key, LayerError, LayerReader, Lsn};
+use layer_format::{DeltaLayerWriter, Key, LayerReader, Lsn};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -550,6 +550,7 @@ impl Timeline {
             self.generation,
             frozen.clone(),
         );
+        let in_map = self.file_names_in_map();
         let (info, reader) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut w =
                 DeltaLayerWriter::new(&engine, &dir, generation, Key::MIN..Key::MAX, start..end)?;
@@ -558,7 +559,7 @@ impl Timeline {
             }
             let finished = w.finish_unpublished(None)?;
             let info = finished.info.clone();
-            publish_new(&engine, &dir, finished.file)?;
+            publish::publish_layers(&engine, &dir, vec![finished.file], &in_map)?;
             // Evaluated on this blocking thread, so that `pause` never stalls the runtime.
             if let Err(e) = (|| -> anyhow::Result<()> {
                 fail::fail_point!("flush-after-publish", |_| bail!(
@@ -706,6 +707,17 @@ impl Timeline {
         removed.len()
     }
 
+    /// The file names of the layers in the layer map.
+    fn file_names_in_map(&self) -> std::collections::HashSet<String> {
+        self.layers
+            .read()
+            .expect("not poisoned")
+            .map
+            .values()
+            .map(|h| h.file_name().to_string())
+            .collect()
+    }
+
     /// The names of the layers in the layer map.
     pub fn layer_names(&self) -> Vec<LayerName> {
         self.layers
@@ -742,47 +754,5 @@ impl Timeline {
         let _ingest = self.ingest_lock.lock().await;
         let _flush = self.flush_lock.lock().await;
         self.uploads.stop().await;
-    }
-}
-
-/// Publishes a freshly written layer. A file already under its name is not in the layer map
-/// (L0 names are new LSN ranges), so it is a leftover: it is moved to `lost+found/` and the
-/// publish retried.
-fn publish_new(
-    engine: &Arc<dyn IoEngine>,
-    dir: &std::path::Path,
-    file: layer_format::durable::SyncedFile,
-) -> anyhow::Result<()> {
-    let mut batch = vec![file];
-    let mut retried = false;
-    loop {
-        let e = match publish_batch(batch) {
-            Ok(_) => {
-                METRICS.layer_publishes.with_label_values(&["ok"]).inc();
-                return Ok(());
-            }
-            Err(e) => e,
-        };
-        let leftover = match &e.error {
-            LayerError::AlreadyExists { path } if !retried && !e.unpublished.is_empty() => {
-                path.clone()
-            }
-            _ => {
-                METRICS.layer_publishes.with_label_values(&["error"]).inc();
-                return Err(e.into());
-            }
-        };
-        METRICS
-            .layer_publishes
-            .with_label_values(&["already_exists"])
-            .inc();
-        let name = leftover
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
-        reconcile::quarantine(engine, dir, &name)?;
-        batch = e.unpublished;
-        retried = true;
     }
 }

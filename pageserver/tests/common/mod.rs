@@ -148,6 +148,29 @@ impl TestServer {
     }
 }
 
+/// Reads every key below `keys` at every LSN of `lsns` and compares with the model: the page,
+/// or 404 where the model has no record.
+pub async fn check_pages(ts: &TestServer, model: &Model, keys: u128, lsns: &[u64]) {
+    for &l in lsns {
+        for k in 0..keys {
+            let (key, lsn) = (Key::from_u128(k), Lsn(l));
+            let (status, body) = ts.page(key, lsn).await;
+            match model.page(key, lsn) {
+                Some(page) => {
+                    assert_eq!(
+                        status,
+                        StatusCode::OK,
+                        "({k}, {l}): {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                    assert!(body == page, "page ({k}, {l}) differs from the model");
+                }
+                None => assert_eq!(status, StatusCode::NOT_FOUND, "({k}, {l})"),
+            }
+        }
+    }
+}
+
 /// Every record ingested, to compute what a page must be at any LSN.
 #[derive(Default)]
 pub struct Model {

@@ -1,0 +1,64 @@
+//! Publishing new layer files of a timeline (flush, compaction, image layers) as one batch,
+//! with the leftover rule of I7.
+//!
+//! A file already under a new layer's name is either a layer of the map (a duplicate: the
+//! publish fails and neither file is touched) or a leftover of an earlier attempt that died
+//! before cleaning up (moved to `lost+found/`, counted, and the batch published again).
+
+use super::reconcile;
+use crate::metrics::METRICS;
+use anyhow::bail;
+use layer_format::LayerError;
+use layer_format::durable::{SyncedFile, publish_batch};
+use layer_format::io::IoEngine;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Publishes `files` (of `dir`) as one batch; `in_map` holds the file names of the layer map.
+/// Returns the published paths and the number of leftovers quarantined.
+pub(super) fn publish_layers(
+    engine: &Arc<dyn IoEngine>,
+    dir: &Path,
+    files: Vec<SyncedFile>,
+    in_map: &HashSet<String>,
+) -> anyhow::Result<(Vec<PathBuf>, usize)> {
+    let mut batch = files;
+    let attempts = batch.len() + 1;
+    // Every round either returns or quarantines one leftover: the round number counts them.
+    for quarantined in 0..attempts {
+        let e = match publish_batch(batch) {
+            Ok(paths) => {
+                METRICS
+                    .layer_publishes
+                    .with_label_values(&["ok"])
+                    .inc_by(paths.len() as u64);
+                return Ok((paths, quarantined));
+            }
+            Err(e) => e,
+        };
+        let path = match &e.error {
+            LayerError::AlreadyExists { path } if !e.unpublished.is_empty() => path.clone(),
+            _ => {
+                METRICS.layer_publishes.with_label_values(&["error"]).inc();
+                return Err(e.into());
+            }
+        };
+        METRICS
+            .layer_publishes
+            .with_label_values(&["already_exists"])
+            .inc();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if in_map.contains(&name) {
+            bail!("new layer {name} is already a layer of the layer map; neither file was touched");
+        }
+        reconcile::quarantine(engine, dir, &name)?;
+        METRICS.compaction_leftovers.inc();
+        batch = e.unpublished;
+    }
+    bail!("publishing new layers met more leftovers than layers")
+}
