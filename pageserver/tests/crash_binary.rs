@@ -83,7 +83,7 @@ impl Binary {
         if let Some(f) = failpoints {
             cmd.env("FAILPOINTS", f);
         }
-        let child = cmd.spawn().unwrap();
+        let mut child = cmd.spawn().unwrap();
         for _ in 0..200 {
             if self
                 .client
@@ -96,6 +96,8 @@ impl Binary {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("server did not start");
     }
 
