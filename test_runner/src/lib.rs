@@ -1,1 +1,13 @@
-//! End-to-end harness that runs the real `pageserver` binary (filled by the test_runner issue).
+//! End-to-end harness: runs the real `pageserver` binary (built with the `testing` feature)
+//! the way an operator and a storage node would, and checks the brief's invariants from the
+//! outside.
+//!
+//! * [`server`]: start, stop, `kill -9` and restart pageserver processes on free loopback
+//!   ports, each with its own work directory; an HTTP client for the API; failpoints; log
+//!   scanning (an `ERROR` or `WARN` line fails the test unless allowed by pattern).
+//! * [`model`]: the reference model of every record ingested, and workloads.
+//! * [`integrity`]: the integrity checker and the history oracle of remote objects.
+
+pub mod integrity;
+pub mod model;
+pub mod server;

@@ -1,0 +1,341 @@
+//! Pageserver processes: the real binary, on a free loopback port, with its own work
+//! directory and log file; start, `kill -9`, restart; an HTTP client for the API.
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use layer_format::{Key, Lsn};
+use pageserver::timeline::{Record, encode_ingest};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The tenant every suite uses.
+pub const TENANT: &str = "0123456789abcdef0123456789abcdef";
+/// The timeline every suite uses.
+pub const TIMELINE: &str = "fedcba9876543210fedcba9876543210";
+
+/// The `pageserver` binary with the `testing` feature, built once per test process (a no-op
+/// when `cargo test --workspace --all-features` already built it).
+pub fn pageserver_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("PAGESERVER_BIN") {
+            return PathBuf::from(p);
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "pageserver",
+                "--features",
+                "testing",
+                "--bin",
+                "pageserver",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the pageserver binary failed");
+        // Test executables live in <target>/debug/deps; the binary in <target>/debug.
+        let exe = std::env::current_exe().expect("current exe");
+        let debug = exe.parent().and_then(Path::parent).expect("target/debug");
+        debug.join("pageserver")
+    })
+}
+
+/// One pageserver: a work directory, a port, settings; the process may be running or not.
+#[derive(Debug)]
+pub struct Pageserver {
+    /// The work directory (remote storage is `<workdir>/remote_storage`).
+    pub workdir: PathBuf,
+    /// The HTTP port.
+    pub port: u16,
+    config: Vec<String>,
+    child: Option<Child>,
+    client: reqwest::Client,
+}
+
+/// An answer that was not a success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    /// The status, or 0 if the connection failed (the process is gone).
+    pub status: u16,
+    /// The body.
+    pub body: String,
+}
+
+impl Pageserver {
+    /// A pageserver in `workdir` with `-c` settings, not started.
+    pub fn new(workdir: &Path, config: &[&str]) -> Pageserver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        Pageserver {
+            workdir: workdir.to_path_buf(),
+            port,
+            config: config.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    /// The log file (every run appends).
+    pub fn log_path(&self) -> PathBuf {
+        self.workdir.join("pageserver.log")
+    }
+
+    /// The remote storage root.
+    pub fn remote_root(&self) -> PathBuf {
+        self.workdir.join("remote_storage")
+    }
+
+    /// The local directory of the suites' timeline.
+    pub fn timeline_dir(&self) -> PathBuf {
+        self.workdir
+            .join("tenants")
+            .join(TENANT)
+            .join("timelines")
+            .join(TIMELINE)
+    }
+
+    /// Starts the process (with `FAILPOINTS` if given) and waits until it answers.
+    pub async fn start(&mut self, failpoints: Option<&str>) {
+        assert!(self.child.is_none(), "already running");
+        std::fs::create_dir_all(&self.workdir).expect("workdir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let mut cmd = Command::new(pageserver_bin());
+        cmd.arg("--workdir")
+            .arg(&self.workdir)
+            .arg("--listen-http")
+            .arg(format!("127.0.0.1:{}", self.port));
+        cmd.args(["-c", "io_engine = \"std\""]);
+        for c in &self.config {
+            cmd.args(["-c", c]);
+        }
+        cmd.stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .stdin(Stdio::null());
+        if let Some(f) = failpoints {
+            cmd.env("FAILPOINTS", f);
+        }
+        let mut child = cmd.spawn().expect("spawn pageserver");
+        for _ in 0..400 {
+            if self.client.get(self.url("/v1/status")).send().await.is_ok() {
+                self.child = Some(child);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "pageserver did not start; log:\n{}",
+            std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        );
+    }
+
+    /// `kill -9`: the process ends at once, as in a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the process to exit by itself (a failpoint's `exit`); its exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status.code();
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The URL of the suites' timeline plus `rest`.
+    pub fn tl(&self, rest: &str) -> String {
+        format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}{rest}")
+    }
+
+    /// Sends a request; the body of a success, or the error.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<Bytes, HttpError> {
+        let r = match self
+            .client
+            .request(method, self.url(path))
+            .body(body)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(HttpError {
+                    status: 0,
+                    body: e.to_string(),
+                });
+            }
+        };
+        let status = r.status();
+        let bytes = r.bytes().await.map_err(|e| HttpError {
+            status: 0,
+            body: e.to_string(),
+        })?;
+        if status.is_success() {
+            Ok(bytes)
+        } else {
+            Err(HttpError {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            })
+        }
+    }
+
+    /// A request whose answer is JSON.
+    pub async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<serde_json::Value, HttpError> {
+        let bytes = self.request(method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| HttpError {
+            status: 200,
+            body: format!("not JSON: {e}"),
+        })
+    }
+
+    /// Creates the suites' tenant and timeline.
+    pub async fn setup(&self) -> anyhow::Result<()> {
+        self.json(
+            reqwest::Method::POST,
+            "/v1/tenant",
+            format!("{{\"tenant_id\":\"{TENANT}\"}}"),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let path = format!("/v1/tenant/{TENANT}/timeline");
+        self.json(
+            reqwest::Method::POST,
+            &path,
+            format!("{{\"timeline_id\":\"{TIMELINE}\"}}"),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        Ok(())
+    }
+
+    /// Ingests records.
+    pub async fn ingest(&self, records: &[Record]) -> Result<serde_json::Value, HttpError> {
+        self.json(
+            reqwest::Method::POST,
+            &self.tl("/ingest"),
+            encode_ingest(records),
+        )
+        .await
+    }
+
+    /// Timeline info.
+    pub async fn info(&self) -> Result<serde_json::Value, HttpError> {
+        self.json(reqwest::Method::GET, &self.tl(""), "").await
+    }
+
+    /// `PUT .../checkpoint`.
+    pub async fn checkpoint(&self) -> Result<serde_json::Value, HttpError> {
+        self.json(reqwest::Method::PUT, &self.tl("/checkpoint"), "")
+            .await
+    }
+
+    /// `PUT .../compact`.
+    pub async fn compact(&self) -> Result<serde_json::Value, HttpError> {
+        self.json(reqwest::Method::PUT, &self.tl("/compact"), "")
+            .await
+    }
+
+    /// Configures a failpoint.
+    pub async fn failpoint(
+        &self,
+        name: &str,
+        actions: &str,
+    ) -> Result<serde_json::Value, HttpError> {
+        let body = serde_json::json!([{ "name": name, "actions": actions }]).to_string();
+        self.json(reqwest::Method::PUT, "/v1/failpoints", body)
+            .await
+    }
+
+    /// The page of `key` at `lsn`.
+    pub async fn page(&self, key: Key, lsn: Lsn) -> Result<Bytes, HttpError> {
+        self.request(
+            reqwest::Method::GET,
+            &self.tl(&format!("/page?key={key}&lsn={lsn}")),
+            "",
+        )
+        .await
+    }
+
+    /// Fails if the log has an `ERROR` or `WARN` line that matches none of `allowed`.
+    pub fn check_log(&self, allowed: &[&str]) -> anyhow::Result<()> {
+        let log = std::fs::read_to_string(self.log_path()).context("read the log")?;
+        let bad: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+            .filter(|l| !allowed.iter().any(|a| l.contains(a)))
+            .collect();
+        if !bad.is_empty() {
+            bail!(
+                "unexpected ERROR/WARN lines in {}:\n{}",
+                self.log_path().display(),
+                bad.join("\n")
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Pageserver {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Parses an LSN field of a JSON answer.
+pub fn lsn_of(v: &serde_json::Value, field: &str) -> Lsn {
+    v[field]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{field} in {v}"))
+}
