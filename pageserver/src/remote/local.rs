@@ -23,6 +23,8 @@ use std::sync::Arc;
 pub struct LocalFs {
     root: PathBuf,
     engine: Arc<dyn IoEngine>,
+    /// Directories whose entry is known durable in their parent.
+    durable_dirs: Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>,
 }
 
 impl LocalFs {
@@ -34,6 +36,7 @@ impl LocalFs {
         Ok(LocalFs {
             root: root.to_path_buf(),
             engine,
+            durable_dirs: Arc::default(),
         })
     }
 
@@ -48,22 +51,28 @@ impl LocalFs {
         Ok(self.root.join(key))
     }
 
-    /// Creates the missing directories above `path`, fsyncing each new one into its parent.
+    /// Creates the directories above `path` and makes each one's entry durable in its
+    /// parent, once per process: a directory an earlier put created but could not fsync is
+    /// fsynced again by the next put.
     fn ensure_parent(&self, path: &Path) -> io::Result<()> {
         let parent = path.parent().expect("object paths have a parent");
-        let mut missing = Vec::new();
+        let mut chain = Vec::new();
         let mut p = parent;
-        while p != self.root && self.engine.stat(p).is_err() {
-            missing.push(p.to_path_buf());
+        while p != self.root && !self.durable_dirs.lock().expect("not poisoned").contains(p) {
+            chain.push(p.to_path_buf());
             p = p.parent().expect("below the root");
         }
-        if missing.is_empty() {
+        if chain.is_empty() {
             return Ok(());
         }
         self.engine.create_dir_all(parent)?;
-        for dir in missing.iter().rev() {
+        for dir in chain.iter().rev() {
             self.engine
                 .fsync_dir(dir.parent().expect("below the root"))?;
+            self.durable_dirs
+                .lock()
+                .expect("not poisoned")
+                .insert(dir.clone());
         }
         Ok(())
     }

@@ -257,7 +257,16 @@ impl TenantManager {
                     .context("drop cache task panicked")??;
             }
         }
-        let tenant = self.load_tenant(id, old.generation).await?;
+        // Never reuse a sequence number the old timelines may have tried: an upload whose
+        // outcome was unknown may still land (I5).
+        let floors: BTreeMap<TimelineId, u32> = old
+            .timelines
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(k, t)| (*k, t.next_seq()))
+            .collect();
+        let tenant = self.load_tenant(id, old.generation, &floors).await?;
         self.tenants
             .write()
             .expect("not poisoned")
@@ -269,14 +278,16 @@ impl TenantManager {
     async fn attach_inner(&self, id: TenantId) -> anyhow::Result<Arc<Tenant>> {
         // Claim first, list second (I8).
         let generation = claim_generation(&*self.storage, id).await?;
-        self.load_tenant(id, generation).await
+        self.load_tenant(id, generation, &BTreeMap::new()).await
     }
 
-    /// Loads every timeline of `id` from remote storage for an attachment of `generation`.
+    /// Loads every timeline of `id` from remote storage for an attachment of `generation`;
+    /// no timeline uses a sequence number below its entry in `seq_floors`.
     async fn load_tenant(
         &self,
         id: TenantId,
         generation: Generation,
+        seq_floors: &BTreeMap<TimelineId, u32>,
     ) -> anyhow::Result<Arc<Tenant>> {
         self.make_tenant_dir(id)?;
         let prefix = format!("{}/timelines/", tenant_prefix(id));
@@ -306,7 +317,7 @@ impl TenantManager {
                 self.storage.clone(),
                 generation,
                 index,
-                sel.next_seq,
+                sel.next_seq.max(seq_floors.get(&tl).copied().unwrap_or(0)),
             )
             .await?;
             timelines.insert(tl, timeline);
@@ -344,7 +355,7 @@ impl TenantManager {
             .expect("not poisoned")
             .remove(&id)
             .ok_or_else(|| TenantError::NotFound(format!("tenant {id} not found")))?;
-        tenant.shutdown();
+        tenant.stop().await;
         let dir = self.tenants_dir().join(id.to_string());
         let (engine, parent) = (self.engine.clone(), self.tenants_dir());
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {

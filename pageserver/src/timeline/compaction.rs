@@ -192,8 +192,15 @@ impl Timeline {
     async fn compact_inner(self: &Arc<Self>) -> anyhow::Result<CompactionResult> {
         let (inputs, existing, in_map) = {
             let l = self.layers.read().expect("not poisoned");
-            let mut inputs: Vec<Arc<LayerHandle>> =
-                l.map.values().filter(|h| is_l0(&h.name)).cloned().collect();
+            // Only layers already in remote storage: an input's local file is removed after
+            // the install, and a queued upload still needs to read it.
+            let uploads = self.uploads.state();
+            let mut inputs: Vec<Arc<LayerHandle>> = l
+                .map
+                .values()
+                .filter(|h| is_l0(&h.name) && uploads.is_uploaded(&h.file_name()))
+                .cloned()
+                .collect();
             inputs.sort_by_key(|h| h.name.lsn_range().start);
             let existing: HashSet<LayerName> = l.map.keys().cloned().collect();
             let in_map: HashSet<String> =
@@ -235,6 +242,9 @@ impl Timeline {
                     &engine, &dir, generation, &readers, lsn_range, target, &existing,
                 )?;
                 let infos: Vec<LayerInfo> = outputs.iter().map(|o| o.info.clone()).collect();
+                if stopped.load(Ordering::SeqCst) {
+                    anyhow::bail!("timeline stopped during compaction; outputs dropped");
+                }
                 let (paths, quarantined) = publish_layers(
                     &engine,
                     &dir,

@@ -29,8 +29,12 @@ impl Timeline {
                 .keys()
                 .filter(|n| !n.is_delta() && n.lsn_range().start <= cutoff)
                 .collect();
+            let uploads = self.uploads.state();
             l.map
-                .keys()
+                .values()
+                // Only layers already in remote storage (a queued upload still reads the file).
+                .filter(|h| uploads.is_uploaded(&h.file_name()))
+                .map(|h| &h.name)
                 .filter(|n| n.lsn_range().end <= cutoff)
                 .filter(|n| {
                     let (keys, end) = (n.key_range(), n.lsn_range().end);

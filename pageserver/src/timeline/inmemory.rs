@@ -51,7 +51,8 @@ impl InMemoryLayer {
 
     /// Exclusive end of the LSNs held: one above the last record.
     pub fn end_lsn(&self) -> Option<Lsn> {
-        self.last_lsn.map(|l| Lsn(l.0 + 1))
+        self.last_lsn
+            .map(|l| Lsn(l.0.checked_add(1).expect("ingest refuses Lsn::MAX")))
     }
 
     /// Appends the values of `key` at or below `lsn`, newest first, stopping at a base value.

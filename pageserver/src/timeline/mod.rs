@@ -551,6 +551,7 @@ impl Timeline {
             frozen.clone(),
         );
         let in_map = self.file_names_in_map();
+        let stopped = self.shut_down.clone();
         let (info, reader) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut w =
                 DeltaLayerWriter::new(&engine, &dir, generation, Key::MIN..Key::MAX, start..end)?;
@@ -559,6 +560,10 @@ impl Timeline {
             }
             let finished = w.finish_unpublished(None)?;
             let info = finished.info.clone();
+            // A stopped timeline's successor may own the directory: publish nothing.
+            if stopped.load(Ordering::SeqCst) {
+                bail!("timeline stopped during the flush; layer dropped");
+            }
             publish::publish_layers(&engine, &dir, vec![finished.file], &in_map)?;
             // Evaluated on this blocking thread, so that `pause` never stalls the runtime.
             if let Err(e) = (|| -> anyhow::Result<()> {
@@ -568,7 +573,10 @@ impl Timeline {
                 Ok(())
             })() {
                 // Not installed: the file must not outlive the attempt.
-                if let Err(rm) = engine.unlink(&info.path) {
+                if let Err(rm) = engine
+                    .unlink(&info.path)
+                    .and_then(|()| engine.fsync_dir(&dir))
+                {
                     tracing::warn!(path = %info.path.display(), "remove uninstalled layer: {rm}");
                 }
                 return Err(e);
@@ -705,6 +713,11 @@ impl Timeline {
             tracing::warn!(dir = %self.dir.display(), "fsync after removing layers: {e}");
         }
         removed.len()
+    }
+
+    /// The next index sequence number this timeline would use.
+    pub fn next_seq(&self) -> u32 {
+        self.next_seq.load(Ordering::SeqCst)
     }
 
     /// The file names of the layers in the layer map.

@@ -24,7 +24,8 @@ pub(super) fn publish_layers(
     in_map: &HashSet<String>,
 ) -> anyhow::Result<(Vec<PathBuf>, usize)> {
     let mut batch = files;
-    let attempts = batch.len() + 1;
+    let total = batch.len();
+    let attempts = total + 1;
     // Every round either returns or quarantines one leftover: the round number counts them.
     for quarantined in 0..attempts {
         let e = match publish_batch(batch) {
@@ -38,7 +39,8 @@ pub(super) fn publish_layers(
             Err(e) => e,
         };
         let path = match &e.error {
-            LayerError::AlreadyExists { path } if !e.unpublished.is_empty() => path.clone(),
+            // The whole batch must come back: a file that could not be moved back was removed.
+            LayerError::AlreadyExists { path } if e.unpublished.len() == total => path.clone(),
             _ => {
                 METRICS.layer_publishes.with_label_values(&["error"]).inc();
                 return Err(e.into());

@@ -55,6 +55,7 @@ pub fn quarantine(engine: &Arc<dyn IoEngine>, dir: &Path, name: &str) -> anyhow:
         .rename_noreplace(&dir.join(name), &target)
         .with_context(|| format!("move {name} to {}", target.display()))?;
     engine.fsync_dir(&lf)?;
+    engine.fsync_dir(dir)?;
     METRICS.quarantined_files.inc();
     tracing::warn!(file = name, to = %target.display(), "moved an unrecognised file to lost+found");
     Ok(())
