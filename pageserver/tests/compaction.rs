@@ -326,3 +326,60 @@ async fn regression_reftable_race_flush_paused_while_compaction_installs() {
     check(&ts, &model, lsn - 1).await;
     scenario.teardown();
 }
+
+/// Found in review: compaction took an L0 whose upload was still queued and removed its local
+/// file after the install; the queued upload could then never read it and retried forever, so
+/// no index was uploaded again. Now a layer is a compaction input only once it is uploaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_compaction_never_takes_a_layer_whose_upload_is_queued() {
+    let scenario = FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let ts = server(dir.path()).await;
+    ts.setup().await;
+    let (mut model, mut lsn) = (Model::default(), 1);
+    make_l0s(&ts, &mut model, &mut lsn, 2).await;
+    configure("upload-layer-before", "return").unwrap();
+    // Two more L0s whose uploads fail and stay queued.
+    for _ in 0..2 {
+        let recs = with_bases(workload(lsn, 40, KEYS, true), &model);
+        assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
+        model.add(&recs);
+        lsn += 40;
+        // The flush completes; the upload cannot, so the checkpoint is abandoned after a while.
+        let checkpoint = tokio::time::timeout(Duration::from_millis(500), ts.checkpoint()).await;
+        assert!(checkpoint.is_err(), "the upload cannot finish");
+    }
+    let (s, v) = ts.compact().await;
+    assert_eq!(
+        (s, v["outcome"].as_str()),
+        (StatusCode::OK, Some("nothing_to_do")),
+        "only 2 uploaded L0s: {v}"
+    );
+    configure("upload-layer-before", "off").unwrap();
+    let info = ts.checkpoint().await;
+    assert_eq!(
+        info["remote_consistent_lsn"],
+        Lsn(lsn - 1).to_string(),
+        "the queue drained: {info}"
+    );
+    let (s, v) = ts.compact().await;
+    assert_eq!(
+        (s, v["outcome"].as_str(), v["inputs"].as_u64()),
+        (StatusCode::OK, Some("compacted"), Some(4)),
+        "{v}"
+    );
+    let mut pending = serde_json::Value::Null;
+    for _ in 0..500 {
+        pending = ts.info().await["pending_uploads"].clone();
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        pending, 0,
+        "the outputs, the index and the deletion all went through"
+    );
+    check(&ts, &model, lsn - 1).await;
+    scenario.teardown();
+}

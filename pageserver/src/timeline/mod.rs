@@ -640,7 +640,12 @@ impl Timeline {
             let _guard = self.ingest_lock.lock().await;
             self.freeze();
         }
-        self.flush_frozen().await?;
+        // A task of its own: a caller that gives up (a dropped HTTP request) must not cancel
+        // a flush between its publish and its install.
+        let tl = self.clone();
+        tokio::spawn(async move { tl.flush_frozen().await })
+            .await
+            .context("flush task panicked")??;
         let target = Lsn(self.disk_consistent_lsn.load(Ordering::SeqCst));
         let state = self.uploads.state().clone();
         if tokio::time::timeout(CHECKPOINT_UPLOAD_TIMEOUT, state.wait_for(target))
