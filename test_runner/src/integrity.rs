@@ -76,7 +76,18 @@ pub struct Integrity {
 /// Checks the invariants of the timeline `tenant/timeline` in a work directory whose remote
 /// storage is `<workdir>/remote_storage`.
 pub fn check(workdir: &Path, tenant: &str, timeline: &str) -> anyhow::Result<Integrity> {
-    let remote = workdir.join("remote_storage");
+    check_with_remote(&workdir.join("remote_storage"), workdir, tenant, timeline)
+}
+
+/// [`check`] with remote storage at `remote` (shared by several pageservers). The index
+/// checked is the authoritative one for the highest generation claimed.
+pub fn check_with_remote(
+    remote: &Path,
+    workdir: &Path,
+    tenant: &str,
+    timeline: &str,
+) -> anyhow::Result<Integrity> {
+    let remote = remote.to_path_buf();
     let prefix = format!("tenants/{tenant}/timelines/{timeline}/");
     let keys: Vec<String> = walk(&remote)
         .into_iter()

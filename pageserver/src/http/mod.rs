@@ -150,10 +150,14 @@ async fn detach_tenant(
     Path(t): Path<String>,
 ) -> ApiResult<Response> {
     let id = tenant_id(&t)?;
-    s.tenants
-        .detach_tenant(id)
-        .instrument(tracing::info_span!("detach", tenant_id = %id))
-        .await?;
+    // A task of its own, so that a client giving up cannot leave the tenant half-detached.
+    let tenants = s.tenants.clone();
+    let task = tokio::spawn(
+        async move { tenants.detach_tenant(id).await }
+            .instrument(tracing::info_span!("detach", tenant_id = %id)),
+    );
+    task.await
+        .map_err(|e| ApiError::internal(&anyhow::anyhow!("detach task failed: {e}")))??;
     Ok(Json(serde_json::json!({})).into_response())
 }
 
@@ -172,11 +176,15 @@ async fn reset_tenant(
             )));
         }
     };
-    let tenant = s
-        .tenants
-        .reset_tenant(id, drop_cache)
-        .instrument(tracing::info_span!("reset", tenant_id = %id))
-        .await?;
+    // A task of its own, so that a client giving up cannot leave the tenant stopped.
+    let tenants = s.tenants.clone();
+    let task = tokio::spawn(
+        async move { tenants.reset_tenant(id, drop_cache).await }
+            .instrument(tracing::info_span!("reset", tenant_id = %id)),
+    );
+    let tenant = task
+        .await
+        .map_err(|e| ApiError::internal(&anyhow::anyhow!("reset task failed: {e}")))??;
     Ok(Json(tenant.info()).into_response())
 }
 

@@ -108,10 +108,20 @@ impl UploadState {
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::SeqCst)
     }
-    /// Waits until `remote_consistent_lsn` reaches `lsn`.
+    /// Waits until `remote_consistent_lsn` reaches `lsn`, or the attachment turns out stale
+    /// (it will never acknowledge again).
     pub async fn wait_for(&self, lsn: Lsn) {
         let mut rx = self.remote_consistent_lsn.subscribe();
-        let _ = rx.wait_for(|l| *l >= lsn).await;
+        let _ = rx
+            .wait_for(|l| *l >= lsn || self.stale.load(Ordering::SeqCst))
+            .await;
+    }
+
+    /// Marks the attachment stale and wakes every waiter.
+    fn mark_stale(&self) -> bool {
+        let first = !self.stale.swap(true, Ordering::SeqCst);
+        self.remote_consistent_lsn.send_modify(|_| {});
+        first
     }
 }
 
@@ -281,7 +291,7 @@ async fn execute(t: &UploadTarget, op: &UploadOp, state: &UploadState) -> anyhow
             // Acknowledge only if no newer attachment exists (I8).
             match highest_generation(&*t.storage, t.tenant).await? {
                 Some(g) if g > t.generation => {
-                    if !state.stale.swap(true, Ordering::SeqCst) {
+                    if state.mark_stale() {
                         tracing::warn!(
                             newer = g.0,
                             "a newer generation exists; this attachment is stale and stops acknowledging uploads"
@@ -311,7 +321,7 @@ async fn execute(t: &UploadTarget, op: &UploadOp, state: &UploadState) -> anyhow
             if let Some(g) = highest_generation(&*t.storage, t.tenant).await?
                 && g > t.generation
             {
-                state.stale.store(true, Ordering::SeqCst);
+                state.mark_stale();
                 tracing::warn!(
                     newer = g.0,
                     count = layers.len(),

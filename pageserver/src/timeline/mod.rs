@@ -339,11 +339,16 @@ impl Timeline {
                 )
             })
             .collect();
-        // From now on this attachment writes the index.
+        // From now on this attachment writes the index. Its first act is to upload the index
+        // it loaded under its own generation: from then on, an index a stale attachment still
+        // uploads under an older generation can never be chosen as authoritative (I8).
         index.generation = generation;
-        Ok(Timeline::new_internal(
-            conf, engine, storage, index, next_seq, map,
-        ))
+        let tl = Timeline::new_internal(conf, engine, storage, index.clone(), next_seq + 1, map);
+        tl.uploads.push(UploadOp::Index {
+            index: Box::new(index),
+            seq: next_seq,
+        });
+        Ok(tl)
     }
 
     fn update_lsn_metrics(&self) {

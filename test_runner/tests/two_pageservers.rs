@@ -1,0 +1,133 @@
+//! Suite 4: two pageservers, one bucket (I8). A tenant is attached on a second pageserver
+//! (a new generation) while the first still runs, ingests and compacts. The second serves every
+//! acknowledged page; the first, now stale, stops acknowledging and deletes nothing the second
+//! references; none of the first's later uploads becomes authoritative.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use layer_format::{Key, Lsn};
+use std::time::Duration;
+use test_runner::integrity::{self, History};
+use test_runner::model::{Model, workload};
+use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of};
+
+const KEYS: u128 = 16;
+
+async fn check_pages(ps: &Pageserver, model: &Model, lsns: &[u64]) {
+    for k in 0..KEYS {
+        for &l in lsns {
+            let (key, lsn) = (Key::from_u128(k), Lsn(l));
+            match (ps.page(key, lsn).await, model.page(key, lsn)) {
+                (Ok(got), Some(want)) => assert!(got == want, "({k}, {l}) differs from the model"),
+                (Err(e), None) => assert_eq!(e.status, 404, "({k}, {l}): {e:?}"),
+                (got, want) => panic!(
+                    "({k}, {l}): server {got:?}, model has a page: {}",
+                    want.is_some()
+                ),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_attachment_fences_the_first() {
+    let shared = tempfile::tempdir().unwrap();
+    let remote = shared.path().join("bucket");
+    let remote_cfg = format!(
+        "remote_storage = {{ local_path = {:?} }}",
+        remote.to_str().unwrap()
+    );
+    let cfg: Vec<&str> = vec![
+        &remote_cfg,
+        "compaction_threshold = 2",
+        "image_creation_threshold = 1000",
+        "compaction_period = \"1h\"",
+    ];
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut ps1 = Pageserver::new(d1.path(), &cfg);
+    let mut ps2 = Pageserver::new(d2.path(), &cfg);
+    let mut history = History::default();
+
+    ps1.start(None).await;
+    ps1.setup().await.unwrap();
+    let mut model = Model::default();
+    let mut lsn = 1u64;
+    for round in 0..2 {
+        let recs = workload(&model, lsn, 50, KEYS, round);
+        ps1.ingest(&recs).await.unwrap();
+        model.add(&recs);
+        lsn += 50;
+        ps1.checkpoint().await.unwrap();
+    }
+    let acked = Lsn(lsn - 1);
+    history.observe(&remote).unwrap();
+
+    // The second attachment claims generation 2 and loads the timeline.
+    ps2.start(None).await;
+    let t = ps2
+        .json(
+            reqwest::Method::POST,
+            &format!("/v1/tenant/{TENANT}/attach"),
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(t["generation"], 2, "{t}");
+    let info2 = ps2.info().await.unwrap();
+    assert_eq!(lsn_of(&info2, "remote_consistent_lsn"), acked);
+    check_pages(&ps2, &model, &[acked.0 / 2, acked.0]).await;
+
+    // The first keeps working: it ingests, flushes, compacts; it can no longer acknowledge.
+    let stale_model = {
+        let mut m = model.clone();
+        let recs = workload(&m, lsn, 50, KEYS, 7);
+        ps1.ingest(&recs).await.unwrap();
+        m.add(&recs);
+        m
+    };
+    let err = ps1.checkpoint().await.unwrap_err();
+    assert!(err.body.contains("newer attachment"), "{err:?}");
+    let info1 = ps1.info().await.unwrap();
+    assert_eq!(info1["stale"], true, "{info1}");
+    assert_eq!(
+        lsn_of(&info1, "remote_consistent_lsn"),
+        acked,
+        "never acknowledged after the second attach"
+    );
+    ps1.compact().await.unwrap();
+    for _ in 0..200 {
+        if ps1.info().await.unwrap()["pending_uploads"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    history.observe(&remote).unwrap();
+
+    // Every layer the authoritative index references is still there: the stale attachment
+    // deleted nothing; and the authoritative index is the second's.
+    let found = integrity::check_with_remote(&remote, d2.path(), TENANT, TIMELINE).unwrap();
+    assert_eq!(
+        found.index.generation.0, 2,
+        "the first's later uploads are not authoritative: {found:?}"
+    );
+    check_pages(&ps2, &model, &[acked.0 / 2, acked.0]).await;
+
+    // The second goes on from the acknowledged LSN; a restart of it (generation 3) serves all.
+    let recs = workload(&model, acked.0 + 1, 50, KEYS, 9);
+    ps2.ingest(&recs).await.unwrap();
+    model.add(&recs);
+    let info2 = ps2.checkpoint().await.unwrap();
+    assert_eq!(lsn_of(&info2, "remote_consistent_lsn"), Lsn(acked.0 + 50));
+    ps2.compact().await.unwrap();
+    ps2.kill9();
+    ps2.start(None).await;
+    check_pages(&ps2, &model, &[acked.0, acked.0 + 50]).await;
+    integrity::check_with_remote(&remote, d2.path(), TENANT, TIMELINE).unwrap();
+    history.observe(&remote).unwrap();
+    drop(stale_model);
+    ps1.check_log(&["stale", "newer generation", "request failed", "retrying"])
+        .unwrap();
+    ps2.check_log(&[]).unwrap();
+}
