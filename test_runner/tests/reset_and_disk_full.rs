@@ -1,0 +1,178 @@
+//! Suite 5, end to end with the real binary: tenant reset under load (a writer keeps ingesting
+//! and resends whatever a reset dropped, as a storage node does), and a full disk that is freed
+//! again (every layer write fails with ENOSPC through the `layer-write` failpoint).
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use layer_format::{Key, Lsn};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use test_runner::integrity;
+use test_runner::model::{Model, workload};
+use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of};
+use tokio::sync::Mutex;
+
+const KEYS: u128 = 16;
+
+async fn check_pages(ps: &Pageserver, model: &Model, lsns: &[u64]) {
+    for k in 0..KEYS {
+        for &l in lsns {
+            let (key, lsn) = (Key::from_u128(k), Lsn(l));
+            match (ps.page(key, lsn).await, model.page(key, lsn)) {
+                (Ok(got), Some(want)) => assert!(got == want, "({k}, {l}) differs from the model"),
+                (Err(e), None) => assert_eq!(e.status, 404, "({k}, {l}): {e:?}"),
+                (got, want) => panic!(
+                    "({k}, {l}): server {got:?}, model has a page: {}",
+                    want.is_some()
+                ),
+            }
+        }
+    }
+}
+
+/// Brings the server level with the model: resends every record above its `last_record_lsn`.
+async fn resend(ps: &Pageserver, model: &Model) -> Result<(), test_runner::server::HttpError> {
+    let last = lsn_of(&ps.info().await?, "last_record_lsn");
+    let missing = model.records_above(last);
+    if !missing.is_empty() {
+        ps.ingest(&missing).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ps = Pageserver::new(
+        dir.path(),
+        &[
+            "checkpoint_distance = 131072",
+            "compaction_threshold = 3",
+            "compaction_period = \"1h\"",
+        ],
+    );
+    ps.start(None).await;
+    ps.setup().await.unwrap();
+    let ps = Arc::new(ps);
+    let model = Arc::new(Mutex::new(Model::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (ps, model, stop) = (ps.clone(), model.clone(), stop.clone());
+        async move {
+            let (mut lsn, mut batches, mut resends) = (1u64, 0, 0);
+            while !stop.load(Ordering::SeqCst) {
+                let mut m = model.lock().await;
+                let recs = workload(&m, lsn, 20, KEYS, lsn);
+                m.add(&recs);
+                lsn += 20;
+                if ps.ingest(&recs).await.is_err() {
+                    // A reset dropped what was not acknowledged, or the timeline was stopping:
+                    // resend from the server's last_record_lsn, as a storage node would.
+                    while resend(&ps, &m).await.is_err() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    resends += 1;
+                }
+                batches += 1;
+            }
+            (batches, resends)
+        }
+    });
+    let mut resets = 0;
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        if i % 2 == 0 {
+            let _ = ps.checkpoint().await;
+        }
+        let path = format!(
+            "/v1/tenant/{TENANT}/reset{}",
+            if i == 3 { "?drop_cache=true" } else { "" }
+        );
+        ps.json(reqwest::Method::POST, &path, "").await.unwrap();
+        resets += 1;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (batches, resends) = writer.await.unwrap();
+    let m = model.lock().await;
+    resend(&ps, &m).await.unwrap();
+    let info = ps.checkpoint().await.unwrap();
+    let last = lsn_of(&info, "remote_consistent_lsn");
+    assert_eq!(lsn_of(&info, "last_record_lsn"), last);
+    check_pages(&ps, &m, &[last.0 / 3, last.0 / 2, last.0]).await;
+    ps.compact().await.unwrap();
+    check_pages(&ps, &m, &[last.0 / 2, last.0]).await;
+    integrity::check(&ps.workdir, TENANT, TIMELINE).unwrap();
+    ps.check_log(&[
+        "retrying",
+        "request failed",
+        "stopped",
+        "moved an unrecognised file",
+        "flush failed",
+    ])
+    .unwrap();
+    println!(
+        "reset under load: {resets} resets, {batches} batches, {resends} resends, final LSN {last}"
+    );
+    assert!(batches > resets, "the writer kept going");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_full_then_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ps = Pageserver::new(
+        dir.path(),
+        &[
+            "compaction_threshold = 2",
+            "image_creation_threshold = 1000",
+            "compaction_period = \"1h\"",
+        ],
+    );
+    ps.start(None).await;
+    ps.setup().await.unwrap();
+    let mut model = Model::default();
+    let mut lsn = 1u64;
+    for round in 0..2 {
+        let recs = workload(&model, lsn, 40, KEYS, round);
+        ps.ingest(&recs).await.unwrap();
+        model.add(&recs);
+        lsn += 40;
+        ps.checkpoint().await.unwrap();
+    }
+    ps.failpoint("layer-write", "return").await.unwrap();
+    let recs = workload(&model, lsn, 40, KEYS, 5);
+    ps.ingest(&recs).await.unwrap();
+    model.add(&recs);
+    lsn += 40;
+    let err = ps.compact().await.unwrap_err();
+    assert!(err.body.contains("No space left on device"), "{err:?}");
+    let checkpoint = tokio::time::timeout(Duration::from_millis(800), ps.checkpoint()).await;
+    assert!(
+        !matches!(checkpoint, Ok(Ok(_))),
+        "no flush can finish while the disk is full"
+    );
+    let info = ps.info().await.unwrap();
+    assert!(
+        info["last_flush_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("No space left")),
+        "{info}"
+    );
+
+    ps.failpoint("layer-write", "off").await.unwrap();
+    let info = ps.checkpoint().await.unwrap();
+    assert_eq!(lsn_of(&info, "remote_consistent_lsn"), Lsn(lsn - 1));
+    let v = ps.compact().await.unwrap();
+    assert_eq!(v["outcome"], "compacted", "{v}");
+    check_pages(&ps, &model, &[40, lsn - 1]).await;
+    integrity::check(&ps.workdir, TENANT, TIMELINE).unwrap();
+    ps.check_log(&[
+        "flush failed",
+        "compaction failed",
+        "request failed",
+        "retrying",
+    ])
+    .unwrap();
+}
