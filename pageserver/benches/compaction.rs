@@ -74,7 +74,7 @@ async fn main() {
             let mut sorted = chunk.to_vec();
             sorted.sort_by_key(|r| r.lsn);
             timeline
-                .ingest(&Bytes::from(encode_ingest(&sorted)))
+                .ingest(&Bytes::from(encode_ingest(&sorted)), None)
                 .await
                 .unwrap();
         }

@@ -64,6 +64,8 @@ pub struct PageServerConf {
     pub compaction_period: Duration,
     /// How much LSN history GC keeps.
     pub gc_horizon: u64,
+    /// Faults injected into remote storage (builds with the `testing` feature only).
+    pub remote_storage_faults: Option<crate::remote::faults::FaultConfig>,
 }
 
 #[derive(Deserialize, Default)]
@@ -79,6 +81,7 @@ struct ConfigFile {
     image_creation_threshold: Option<usize>,
     compaction_period: Option<String>,
     gc_horizon: Option<u64>,
+    remote_storage_faults: Option<crate::remote::faults::FaultConfig>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +111,7 @@ impl PageServerConf {
             image_creation_threshold: 3,
             compaction_period: Duration::from_secs(20),
             gc_horizon: 64 << 20,
+            remote_storage_faults: None,
         }
     }
 
@@ -199,6 +203,12 @@ impl PageServerConf {
         }
         if let Some(v) = f.gc_horizon {
             c.gc_horizon = v;
+        }
+        if let Some(faults) = f.remote_storage_faults {
+            if !layer_format::failpoints::enabled() {
+                bail!("remote_storage_faults: only builds with the testing feature inject faults");
+            }
+            c.remote_storage_faults = Some(faults);
         }
         Ok(c)
     }

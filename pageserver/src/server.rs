@@ -88,8 +88,12 @@ impl PageServer {
         engine
             .create_dir_all(&conf.workdir)
             .with_context(|| format!("create {}", conf.workdir.display()))?;
-        let storage = open_storage(&conf, &engine)?;
+        let mut storage = open_storage(&conf, &engine)?;
         probe_create_only(&*storage).await?;
+        if let Some(faults) = conf.remote_storage_faults {
+            tracing::info!(?faults, "injecting remote storage faults");
+            storage = Arc::new(crate::remote::faults::FaultyStorage::new(storage, faults));
+        }
         let tenants = TenantManager::start(conf.clone(), engine.clone(), storage.clone()).await?;
         Ok(Arc::new(PageServer {
             conf,

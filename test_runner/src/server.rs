@@ -269,6 +269,20 @@ impl Pageserver {
         .await
     }
 
+    /// Ingests records into the timeline incarnation the caller knows; 409 if it was reloaded.
+    pub async fn ingest_at(
+        &self,
+        records: &[Record],
+        incarnation: u64,
+    ) -> Result<serde_json::Value, HttpError> {
+        self.json(
+            reqwest::Method::POST,
+            &self.tl(&format!("/ingest?incarnation={incarnation}")),
+            encode_ingest(records),
+        )
+        .await
+    }
+
     /// Timeline info.
     pub async fn info(&self) -> Result<serde_json::Value, HttpError> {
         self.json(reqwest::Method::GET, &self.tl(""), "").await

@@ -33,14 +33,19 @@ async fn check_pages(ps: &Pageserver, model: &Model, lsns: &[u64]) {
     }
 }
 
-/// Brings the server level with the model: resends every record above its `last_record_lsn`.
-async fn resend(ps: &Pageserver, model: &Model) -> Result<(), test_runner::server::HttpError> {
-    let last = lsn_of(&ps.info().await?, "last_record_lsn");
+/// Brings the server level with the model: resends every record above its `last_record_lsn`
+/// to the current incarnation; returns that incarnation.
+async fn resend(ps: &Pageserver, model: &Model) -> Result<u64, test_runner::server::HttpError> {
+    let info = ps.info().await?;
+    let (last, incarnation) = (
+        lsn_of(&info, "last_record_lsn"),
+        info["incarnation"].as_u64().unwrap(),
+    );
     let missing = model.records_above(last);
     if !missing.is_empty() {
-        ps.ingest(&missing).await?;
+        ps.ingest_at(&missing, incarnation).await?;
     }
-    Ok(())
+    Ok(incarnation)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,16 +68,24 @@ async fn reset_under_load() {
         let (ps, model, stop) = (ps.clone(), model.clone(), stop.clone());
         async move {
             let (mut lsn, mut batches, mut resends) = (1u64, 0, 0);
+            let mut incarnation = ps.info().await.unwrap()["incarnation"].as_u64().unwrap();
             while !stop.load(Ordering::SeqCst) {
                 let mut m = model.lock().await;
                 let recs = workload(&m, lsn, 20, KEYS, lsn);
                 m.add(&recs);
                 lsn += 20;
-                if ps.ingest(&recs).await.is_err() {
-                    // A reset dropped what was not acknowledged, or the timeline was stopping:
-                    // resend from the server's last_record_lsn, as a storage node would.
-                    while resend(&ps, &m).await.is_err() {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                if ps.ingest_at(&recs, incarnation).await.is_err() {
+                    // The timeline was reset (a new incarnation) or was stopping: what it had not
+                    // acknowledged may be gone; resend from its last_record_lsn, as a storage
+                    // node does after a reconnect.
+                    loop {
+                        match resend(&ps, &m).await {
+                            Ok(i) => {
+                                incarnation = i;
+                                break;
+                            }
+                            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                        }
                     }
                     resends += 1;
                 }

@@ -218,9 +218,17 @@ async fn timeline_info(
 async fn ingest(
     State(s): State<Arc<PageServer>>,
     Path((t, tl)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
     body: Body,
 ) -> ApiResult<Response> {
     let (_, timeline) = lookup(&s, &t, &tl)?;
+    let incarnation = match q.get("incarnation") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("incarnation={v:?} is not a number")))?,
+        ),
+    };
     let body = axum::body::to_bytes(body, MAX_INGEST_BODY)
         .await
         .map_err(|e| {
@@ -230,17 +238,17 @@ async fn ingest(
         })?;
     let span = tracing::debug_span!("ingest", tenant_id = %timeline.tenant_id, timeline_id = %timeline.timeline_id);
     let lsn = timeline
-        .ingest(&body)
+        .ingest(&body, incarnation)
         .instrument(span)
         .await
         .map_err(|e| match e {
             IngestFailure::Malformed(e) => ApiError::bad_request(e.to_string()),
-            IngestFailure::Stopped => ApiError {
+            IngestFailure::Stopped | IngestFailure::Reloaded { .. } => ApiError {
                 status: StatusCode::CONFLICT,
                 message: e.to_string(),
             },
         })?;
-    Ok(Json(serde_json::json!({ "last_record_lsn": lsn.to_string() })).into_response())
+    Ok(Json(serde_json::json!({ "last_record_lsn": lsn.to_string(), "incarnation": timeline.incarnation })).into_response())
 }
 
 async fn get_page(

@@ -58,11 +58,14 @@ pub async fn claim_generation(
                     .inc();
             }
             Err(e) => {
+                // The claim may or may not have landed: list again and claim the next free
+                // one (a generation skipped this way is never used by anyone).
                 METRICS
                     .remote_ops
                     .with_label_values(&["claim_generation", "error"])
                     .inc();
-                return Err(e.context(format!("claim {key}")));
+                tracing::warn!("claim {key} failed, retrying: {e:#}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         }
     }

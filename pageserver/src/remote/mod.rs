@@ -7,6 +7,7 @@
 //! and a metric. Nothing is ever overwritten, so a request that lands late cannot replace
 //! anything.
 
+pub mod faults;
 pub mod generation;
 pub mod local;
 pub mod s3;

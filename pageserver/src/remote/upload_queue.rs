@@ -218,13 +218,13 @@ async fn run(
     mut cancelled: watch::Receiver<bool>,
 ) {
     loop {
-        let op = tokio::select! {
+        let mut op = tokio::select! {
             op = rx.recv() => match op { Some(op) => op, None => return },
             _ = cancelled.wait_for(|c| *c) => return,
         };
         let mut backoff = BACKOFF_START;
         loop {
-            match execute(&target, &op, &state).await {
+            match execute(&target, &mut op, &state).await {
                 Ok(()) => {
                     *state.last_error.lock().expect("not poisoned") = None;
                     break;
@@ -250,7 +250,7 @@ async fn run(
     }
 }
 
-async fn execute(t: &UploadTarget, op: &UploadOp, state: &UploadState) -> anyhow::Result<()> {
+async fn execute(t: &UploadTarget, op: &mut UploadOp, state: &UploadState) -> anyhow::Result<()> {
     match op {
         UploadOp::Layer {
             file_name,
@@ -329,8 +329,10 @@ async fn execute(t: &UploadTarget, op: &UploadOp, state: &UploadState) -> anyhow
                 );
                 return Ok(());
             }
-            for file in layers {
-                let key = layer_object_key(t.tenant, t.timeline, file);
+            // Objects already deleted leave the operation, so that a retry makes progress
+            // even when every attempt has some failure.
+            while let Some(file) = layers.first().cloned() {
+                let key = layer_object_key(t.tenant, t.timeline, &file);
                 if let Err(e) = t.storage.delete(&key).await {
                     METRICS
                         .remote_ops
@@ -347,6 +349,7 @@ async fn execute(t: &UploadTarget, op: &UploadOp, state: &UploadState) -> anyhow
                     .lock()
                     .expect("not poisoned")
                     .remove(&file.to_string());
+                layers.remove(0);
             }
             Ok(())
         }

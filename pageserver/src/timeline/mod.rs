@@ -57,6 +57,29 @@ pub enum IngestFailure {
     /// The timeline is stopping (reset, detach, shutdown); retry against the new one (409).
     #[error("the timeline is stopping (reset or detach); retry")]
     Stopped,
+    /// The caller expected another incarnation: the timeline was reloaded (reset, restart) and
+    /// records it had not acknowledged may be gone; resend from `last_record_lsn` (409).
+    #[error(
+        "the timeline was reloaded (incarnation {current}, expected {expected}); resend from last_record_lsn"
+    )]
+    Reloaded {
+        /// The incarnation the caller expected.
+        expected: u64,
+        /// The current one.
+        current: u64,
+    },
+}
+
+/// A number that differs for every timeline object of this process (and, with high
+/// probability, across restarts): changes when a timeline is reloaded.
+fn next_incarnation() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    base.wrapping_mul(1000)
+        .wrapping_add(NEXT.fetch_add(1, Ordering::SeqCst) % 1000)
 }
 
 /// Frozen layers allowed to wait for their flush before ingest waits (backpressure).
@@ -89,6 +112,8 @@ pub struct Timeline {
     disk_consistent_lsn: AtomicU64,
     /// Reads below this LSN are refused: GC may have removed what they need.
     gc_cutoff_lsn: AtomicU64,
+    /// Identifies this loaded instance of the timeline (see [`IngestFailure::Reloaded`]).
+    pub incarnation: u64,
     ingest_lock: tokio::sync::Mutex<()>,
     flush_lock: tokio::sync::Mutex<()>,
     compaction_lock: tokio::sync::Mutex<()>,
@@ -142,6 +167,8 @@ pub struct TimelineInfo {
     pub last_flush_error: Option<String>,
     /// Whether a newer attachment exists (this one no longer acknowledges uploads).
     pub stale: bool,
+    /// Changes whenever the timeline is reloaded (reset, restart, attach).
+    pub incarnation: u64,
 }
 
 /// One entry of `GET .../layer`.
@@ -220,6 +247,7 @@ impl Timeline {
             last_record_lsn: AtomicU64::new(dcl.0),
             disk_consistent_lsn: AtomicU64::new(dcl.0),
             gc_cutoff_lsn: AtomicU64::new(gc_cutoff.0),
+            incarnation: next_incarnation(),
             ingest_lock: tokio::sync::Mutex::new(()),
             flush_lock: tokio::sync::Mutex::new(()),
             compaction_lock: tokio::sync::Mutex::new(()),
@@ -396,6 +424,7 @@ impl Timeline {
             last_upload_error: state.last_error(),
             last_flush_error: self.flush_error.lock().expect("not poisoned").clone(),
             stale: state.is_stale(),
+            incarnation: self.incarnation,
         }
     }
 
@@ -431,10 +460,22 @@ impl Timeline {
     }
 
     /// Ingests a request body (brief section 6): all records or none.
-    pub async fn ingest(self: &Arc<Self>, body: &Bytes) -> Result<Lsn, IngestFailure> {
+    pub async fn ingest(
+        self: &Arc<Self>,
+        body: &Bytes,
+        expected_incarnation: Option<u64>,
+    ) -> Result<Lsn, IngestFailure> {
         let _guard = self.ingest_lock.lock().await;
         if self.shut_down.load(Ordering::SeqCst) {
             return Err(IngestFailure::Stopped);
+        }
+        if let Some(expected) = expected_incarnation
+            && expected != self.incarnation
+        {
+            return Err(IngestFailure::Reloaded {
+                expected,
+                current: self.incarnation,
+            });
         }
         let records = match ingest::decode(body, self.last_record_lsn()) {
             Ok(r) => r,

@@ -1,0 +1,193 @@
+//! A fault-injecting wrapper around remote storage, for tests of slow and adversarial object
+//! stores (brief section 8). Enabled by the `remote_storage_faults` setting, accepted only in
+//! builds with the `testing` feature. Seeded: the same seed gives the same sequence of
+//! decisions (timing still varies).
+//!
+//! Each write (put or delete) is, at random: delayed; failed before it reaches the store;
+//! reported as timed out while the request still lands later; failed after it persisted; or
+//! sent twice concurrently (a hedged duplicate). Reads and listings are only delayed.
+
+use super::{PutOutcome, RemoteStorage};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Probabilities (0 to 1) and bounds of the injected faults.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FaultConfig {
+    /// Seed of the decisions.
+    pub seed: u64,
+    /// Largest injected delay in milliseconds.
+    #[serde(default)]
+    pub max_delay_ms: u64,
+    /// A write fails before reaching the store.
+    #[serde(default)]
+    pub fail_before: f64,
+    /// A write fails after it persisted.
+    #[serde(default)]
+    pub fail_after: f64,
+    /// A write times out for the caller but lands later.
+    #[serde(default)]
+    pub late: f64,
+    /// A write is sent twice at once.
+    #[serde(default)]
+    pub duplicate: f64,
+}
+
+/// Remote storage with injected faults.
+#[derive(Debug)]
+pub struct FaultyStorage {
+    inner: Arc<dyn RemoteStorage>,
+    cfg: FaultConfig,
+    rng: Mutex<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    FailBefore,
+    FailAfter,
+    Late,
+    Duplicate,
+}
+
+impl FaultyStorage {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn RemoteStorage>, cfg: FaultConfig) -> FaultyStorage {
+        FaultyStorage {
+            inner,
+            cfg,
+            rng: Mutex::new(cfg.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+        }
+    }
+
+    fn next(&self) -> u64 {
+        let mut x = self.rng.lock().expect("not poisoned");
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
+    fn chance(&self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn delay(&self) -> Duration {
+        if self.cfg.max_delay_ms == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(self.next() % (self.cfg.max_delay_ms + 1))
+    }
+
+    fn fault(&self) -> Fault {
+        let r = self.chance();
+        let c = &self.cfg;
+        let mut acc = c.fail_before;
+        if r < acc {
+            return Fault::FailBefore;
+        }
+        acc += c.fail_after;
+        if r < acc {
+            return Fault::FailAfter;
+        }
+        acc += c.late;
+        if r < acc {
+            return Fault::Late;
+        }
+        acc += c.duplicate;
+        if r < acc {
+            return Fault::Duplicate;
+        }
+        Fault::None
+    }
+}
+
+fn injected(what: &str, key: &str) -> anyhow::Error {
+    anyhow::anyhow!("injected fault: {what} ({key})")
+}
+
+impl RemoteStorage for FaultyStorage {
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        data: Bytes,
+    ) -> BoxFuture<'a, anyhow::Result<PutOutcome>> {
+        let (fault, delay) = (self.fault(), self.delay());
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            match fault {
+                Fault::None => self.inner.put_if_absent(key, data).await,
+                Fault::FailBefore => Err(injected("put failed before the write", key)),
+                Fault::FailAfter => {
+                    self.inner.put_if_absent(key, data).await?;
+                    Err(injected("put failed after the write landed", key))
+                }
+                Fault::Late => {
+                    let (inner, key2, later) =
+                        (self.inner.clone(), key.to_string(), self.delay() * 2);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(later).await;
+                        let _ = inner.put_if_absent(&key2, data).await;
+                    });
+                    Err(injected("put timed out (it lands later)", key))
+                }
+                Fault::Duplicate => {
+                    let (a, b) = futures::join!(
+                        self.inner.put_if_absent(key, data.clone()),
+                        self.inner.put_if_absent(key, data)
+                    );
+                    let (a, b) = (a?, b?);
+                    Ok(if a == PutOutcome::Created || b == PutOutcome::Created {
+                        PutOutcome::Created
+                    } else {
+                        a
+                    })
+                }
+            }
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Option<Bytes>>> {
+        let delay = self.delay();
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            self.inner.get(key).await
+        })
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<String>>> {
+        let delay = self.delay();
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            self.inner.list(prefix).await
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        let (fault, delay) = (self.fault(), self.delay());
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            match fault {
+                Fault::None | Fault::Duplicate => self.inner.delete(key).await,
+                Fault::FailBefore => Err(injected("delete failed before reaching the store", key)),
+                Fault::FailAfter => {
+                    self.inner.delete(key).await?;
+                    Err(injected("delete failed after it landed", key))
+                }
+                Fault::Late => {
+                    let (inner, key2, later) =
+                        (self.inner.clone(), key.to_string(), self.delay() * 2);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(later).await;
+                        let _ = inner.delete(&key2).await;
+                    });
+                    Err(injected("delete timed out (it lands later)", key))
+                }
+            }
+        })
+    }
+}
