@@ -353,3 +353,21 @@ pub fn lsn_of(v: &serde_json::Value, field: &str) -> Lsn {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("{field} in {v}"))
 }
+
+/// Reads every key below `keys` at every LSN of `lsns` and compares with the model: the page,
+/// or 404 where the model has no record.
+pub async fn check_pages(ps: &Pageserver, model: &crate::model::Model, keys: u128, lsns: &[u64]) {
+    for k in 0..keys {
+        for &l in lsns {
+            let (key, lsn) = (Key::from_u128(k), Lsn(l));
+            match (ps.page(key, lsn).await, model.page(key, lsn)) {
+                (Ok(got), Some(want)) => assert!(got == want, "({k}, {l}) differs from the model"),
+                (Err(e), None) => assert_eq!(e.status, 404, "({k}, {l}): {e:?}"),
+                (got, want) => panic!(
+                    "({k}, {l}): server {got:?}, model has a page: {}",
+                    want.is_some()
+                ),
+            }
+        }
+    }
+}

@@ -9,7 +9,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use layer_format::{Key, Lsn};
+use layer_format::Lsn;
 use std::time::Duration;
 use test_runner::integrity::{self, History};
 use test_runner::model::{Model, workload};
@@ -35,19 +35,7 @@ const FAILPOINTS: &[&str] = &[
 const ALLOWED: &[&str] = &["moved an unrecognised file", "retrying", "request failed"];
 
 async fn check_pages(ps: &Pageserver, model: &Model, upto: Lsn) {
-    for k in 0..KEYS {
-        for l in [upto.0 / 2, upto.0] {
-            let (key, lsn) = (Key::from_u128(k), Lsn(l));
-            match (ps.page(key, lsn).await, model.page(key, lsn)) {
-                (Ok(got), Some(want)) => assert!(got == want, "({k}, {l}) differs from the model"),
-                (Err(e), None) => assert_eq!(e.status, 404, "({k}, {l}): {e:?}"),
-                (got, want) => panic!(
-                    "({k}, {l}): server {got:?}, model has a page: {}",
-                    want.is_some()
-                ),
-            }
-        }
-    }
+    test_runner::server::check_pages(ps, model, KEYS, &[upto.0 / 2, upto.0]).await;
 }
 
 /// Runs the workload with `failpoint` set to `exit`; returns whether the process died there

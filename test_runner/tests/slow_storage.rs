@@ -16,7 +16,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use layer_format::{Key, Lsn};
+use layer_format::Lsn;
 use std::time::Duration;
 use test_runner::integrity::{self, History};
 use test_runner::model::{Model, workload};
@@ -25,19 +25,7 @@ use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of};
 const KEYS: u128 = 32;
 
 async fn check_pages(ps: &Pageserver, model: &Model, lsns: &[u64]) {
-    for k in 0..KEYS {
-        for &l in lsns {
-            let (key, lsn) = (Key::from_u128(k), Lsn(l));
-            match (ps.page(key, lsn).await, model.page(key, lsn)) {
-                (Ok(got), Some(want)) => assert!(got == want, "({k}, {l}) differs from the model"),
-                (Err(e), None) => assert_eq!(e.status, 404, "({k}, {l}): {e:?}"),
-                (got, want) => panic!(
-                    "({k}, {l}): server {got:?}, model has a page: {}",
-                    want.is_some()
-                ),
-            }
-        }
-    }
+    test_runner::server::check_pages(ps, model, KEYS, lsns).await;
 }
 
 fn env_u64(name: &str) -> Option<u64> {
