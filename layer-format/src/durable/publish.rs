@@ -47,11 +47,7 @@ fn rename_into_place(tf: &mut TempFile) -> Result<()> {
 /// The steps after the rename(s): failpoint `layer-publish-after-rename`, then the directory
 /// fsync that makes the new names durable.
 fn sync_dir_after_rename(tf: &TempFile, dir: &Path) -> Result<()> {
-    (|| -> io::Result<()> {
-        io_failpoint!("layer-publish-after-rename");
-        tf.engine().fsync_dir(dir)
-    })()
-    .map_err(|e| LayerError::io("fsync directory", dir, e))
+    fsync_dir_after_rename(tf, dir).map_err(|e| LayerError::io("fsync directory", dir, e))
 }
 
 /// Removes names this call published, after a later step failed. Best effort: a name that
@@ -168,4 +164,10 @@ pub fn publish_batch(files: Vec<SyncedFile>) -> Result<Vec<PathBuf>, BatchPublis
 
 fn engine_of(files: &[SyncedFile]) -> &std::sync::Arc<dyn crate::io::IoEngine> {
     files[0].0.engine()
+}
+
+/// The directory fsync after the renames, behind failpoint `layer-publish-after-rename`.
+fn fsync_dir_after_rename(tf: &TempFile, dir: &Path) -> io::Result<()> {
+    io_failpoint!("layer-publish-after-rename");
+    tf.engine().fsync_dir(dir)
 }

@@ -109,10 +109,7 @@ impl TempFile {
     /// Fsyncs the file (failpoint `layer-fsync`). On error the temp file is removed: after a
     /// failed fsync its contents are unknown and it must never be published (I2).
     pub fn sync(self) -> Result<SyncedFile> {
-        let res = (|| -> io::Result<()> {
-            io_failpoint!("layer-fsync");
-            self.file().fsync()
-        })();
+        let res = fsync_file(self.file());
         match res {
             Ok(()) => Ok(SyncedFile(self)),
             Err(source) => Err(LayerError::io("fsync", self.temp_path.clone(), source)),
@@ -176,4 +173,10 @@ impl SyncedFile {
     pub fn temp_path(&self) -> &Path {
         self.0.temp_path()
     }
+}
+
+/// The file's fsync, behind failpoint `layer-fsync`.
+fn fsync_file(file: &dyn IoFile) -> io::Result<()> {
+    io_failpoint!("layer-fsync");
+    file.fsync()
 }

@@ -196,11 +196,7 @@ impl WriterCore {
 
     /// Writes index and summary and fsyncs; the file stays under its temp name.
     pub(super) fn finish_unpublished(mut self, key_end: Option<Key>) -> Result<FinishedLayer> {
-        (|| -> std::io::Result<()> {
-            io_failpoint!("layer-writer-before-finish");
-            Ok(())
-        })()
-        .map_err(|e| LayerError::io("finish", self.temp.temp_path(), e))?;
+        before_finish().map_err(|e| LayerError::io("finish", self.temp.temp_path(), e))?;
         if let Some(end) = key_end {
             assert!(
                 end > self.key_range.start && end <= self.key_range.end,
@@ -294,4 +290,10 @@ impl WriterCore {
         let file = self.temp.sync()?;
         Ok(FinishedLayer { info, file })
     }
+}
+
+/// Failpoint `layer-writer-before-finish`.
+fn before_finish() -> std::io::Result<()> {
+    io_failpoint!("layer-writer-before-finish");
+    Ok(())
 }

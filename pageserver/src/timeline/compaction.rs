@@ -138,6 +138,14 @@ fn merge(
     Ok(outputs)
 }
 
+/// Failpoint `compaction-after-publish`.
+fn after_publish() -> anyhow::Result<()> {
+    fail::fail_point!("compaction-after-publish", |_| anyhow::bail!(
+        "failpoint compaction-after-publish"
+    ));
+    Ok(())
+}
+
 /// Removes files this compaction published. A stopped timeline (reset, detach) removes
 /// nothing: its successor may own the directory by now, and whatever is left is a leftover
 /// that reconciliation or the next compaction accounts for.
@@ -251,12 +259,7 @@ impl Timeline {
                     outputs.into_iter().map(|o| o.file).collect(),
                     &in_map,
                 )?;
-                if let Err(e) = (|| -> anyhow::Result<()> {
-                    fail::fail_point!("compaction-after-publish", |_| anyhow::bail!(
-                        "failpoint compaction-after-publish"
-                    ));
-                    Ok(())
-                })() {
+                if let Err(e) = after_publish() {
                     remove_files(&engine, &dir, &paths, &stopped);
                     return Err(e);
                 }

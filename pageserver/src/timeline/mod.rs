@@ -612,12 +612,7 @@ impl Timeline {
             }
             publish::publish_layers(&engine, &dir, vec![finished.file], &in_map)?;
             // Evaluated on this blocking thread, so that `pause` never stalls the runtime.
-            if let Err(e) = (|| -> anyhow::Result<()> {
-                fail::fail_point!("flush-after-publish", |_| bail!(
-                    "failpoint flush-after-publish"
-                ));
-                Ok(())
-            })() {
+            if let Err(e) = flush_after_publish() {
                 // Not installed: the file must not outlive the attempt.
                 if let Err(rm) = engine
                     .unlink(&info.path)
@@ -819,4 +814,12 @@ impl Timeline {
         let _flush = self.flush_lock.lock().await;
         self.uploads.stop().await;
     }
+}
+
+/// Failpoint `flush-after-publish`.
+fn flush_after_publish() -> anyhow::Result<()> {
+    fail::fail_point!("flush-after-publish", |_| bail!(
+        "failpoint flush-after-publish"
+    ));
+    Ok(())
 }
