@@ -309,11 +309,7 @@ impl Timeline {
                     meta,
                 });
             }
-            let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-            self.uploads.push(UploadOp::Index {
-                index: Box::new(index.clone()),
-                seq,
-            });
+            self.queue_index_upload(&index);
             let removed: Vec<LayerFileName> = inputs.iter().map(|h| h.file_name()).collect();
             self.uploads.push(UploadOp::Delete { layers: removed });
         }

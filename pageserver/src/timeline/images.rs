@@ -154,16 +154,12 @@ impl Timeline {
                 );
                 let mut index = self.index.lock().expect("not poisoned");
                 index.layers.insert(name, meta);
-                let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
                 self.uploads.push(UploadOp::Layer {
                     file_name: info.file_name.clone(),
                     path: info.path.clone(),
                     meta,
                 });
-                self.uploads.push(UploadOp::Index {
-                    index: Box::new(index.clone()),
-                    seq,
-                });
+                self.queue_index_upload(&index);
             }
             METRICS.image_layers_created.inc();
             tracing::info!(layer = %info.file_name, "created image layer");

@@ -657,17 +657,13 @@ impl Timeline {
             let mut index = self.index.lock().expect("not poisoned");
             index.layers.insert(name, meta);
             index.disk_consistent_lsn = Lsn(end.0 - 1);
-            let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
             self.disk_consistent_lsn.store(end.0 - 1, Ordering::SeqCst);
             self.uploads.push(UploadOp::Layer {
                 file_name: info.file_name.clone(),
                 path: info.path.clone(),
                 meta,
             });
-            self.uploads.push(UploadOp::Index {
-                index: Box::new(index.clone()),
-                seq,
-            });
+            self.queue_index_upload(&index);
         }
         self.frozen_changed.notify_waiters();
         self.update_lsn_metrics();
@@ -736,11 +732,7 @@ impl Timeline {
                 index.gc_cutoff_lsn = Some(cutoff);
                 self.gc_cutoff_lsn.fetch_max(cutoff.0, Ordering::SeqCst);
             }
-            let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-            self.uploads.push(UploadOp::Index {
-                index: Box::new(index.clone()),
-                seq,
-            });
+            self.queue_index_upload(&index);
             self.uploads.push(UploadOp::Delete {
                 layers: removed.iter().map(|h| h.file_name()).collect(),
             });
@@ -759,6 +751,16 @@ impl Timeline {
             tracing::warn!(dir = %self.dir.display(), "fsync after removing layers: {e}");
         }
         removed.len()
+    }
+
+    /// Queues the upload of `index` under the next sequence number (never reused). Called with
+    /// the `layers` write lock held, after the layer uploads it depends on were queued.
+    fn queue_index_upload(&self, index: &IndexPart) {
+        let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+        self.uploads.push(UploadOp::Index {
+            index: Box::new(index.clone()),
+            seq,
+        });
     }
 
     /// The next index sequence number this timeline would use.
