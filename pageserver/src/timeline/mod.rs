@@ -371,11 +371,8 @@ impl Timeline {
         // it loaded under its own generation: from then on, an index a stale attachment still
         // uploads under an older generation can never be chosen as authoritative (I8).
         index.generation = generation;
-        let tl = Timeline::new_internal(conf, engine, storage, index.clone(), next_seq + 1, map);
-        tl.uploads.push(UploadOp::Index {
-            index: Box::new(index),
-            seq: next_seq,
-        });
+        let tl = Timeline::new_internal(conf, engine, storage, index.clone(), next_seq, map);
+        tl.queue_index_upload(&index);
         Ok(tl)
     }
 
