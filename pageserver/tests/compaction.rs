@@ -209,7 +209,7 @@ async fn regression_reftable_race_install_uses_the_current_map() {
         let ts = ts.clone();
         async move { ts.compact().await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_paused("compaction-after-output").await;
     make_l0s(&ts, &mut model, &mut lsn, 2).await;
     configure("compaction-after-output", "off").unwrap();
     let (s, v) = compaction.await.unwrap();
@@ -235,7 +235,7 @@ async fn regression_reftable_race_install_uses_the_current_map() {
         let ts = ts.clone();
         async move { ts.compact().await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_paused("compaction-after-output").await;
     let newest_l0 = timeline
         .layer_names()
         .into_iter()
@@ -286,7 +286,7 @@ async fn regression_reftable_race_flush_paused_while_compaction_installs() {
         let ts = ts.clone();
         async move { ts.checkpoint().await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_paused("flush-after-publish").await;
     let (s, v) = ts.compact().await;
     assert_eq!(
         (s, v["outcome"].as_str()),

@@ -103,7 +103,7 @@ async fn reset_during_ingest_and_paused_compaction() {
         let ts = ts.clone();
         async move { ts.compact().await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_paused("compaction-after-output").await;
     reset(&ts, "").await;
     configure("compaction-after-output", "off").unwrap();
     let (s, v) = compaction.await.unwrap();

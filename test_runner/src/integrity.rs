@@ -1,35 +1,16 @@
-//! The integrity checker and the history oracle (for the local remote-storage backend).
+//! The integrity checker and the history oracle, for either remote backend.
 //!
 //! * Every layer the authoritative index references exists remotely with the recorded size and
 //!   checksum; no temp file remains locally; every local layer file is in the index.
 //! * The history oracle records the bytes (CRC32C and length) of every remote object when first
 //!   seen and fails if an object ever changes: nothing is overwritten (I4, I5).
 
+use crate::remote::Remote;
 use anyhow::{Context, bail, ensure};
 use index_part::names::{Generation, IndexObjectName, LocalFile, classify_local};
 use index_part::{IndexPart, ParseMode, select_authoritative};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-
-fn walk(root: &Path) -> Vec<(String, PathBuf)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(rel) = p.strip_prefix(root) {
-                out.push((rel.to_string_lossy().into_owned(), p));
-            }
-        }
-    }
-    out.sort();
-    out
-}
+use std::path::Path;
 
 /// Every remote object's bytes as first seen.
 #[derive(Debug, Default)]
@@ -38,14 +19,11 @@ pub struct History {
 }
 
 impl History {
-    /// Records every object under `remote_root`; fails if one differs from what was seen.
-    pub fn observe(&mut self, remote_root: &Path) -> anyhow::Result<usize> {
+    /// Records every object of `remote`; fails if one differs from what was seen.
+    pub async fn observe(&mut self, remote: &Remote) -> anyhow::Result<usize> {
         let mut n = 0;
-        for (key, path) in walk(remote_root) {
-            if key.ends_with(".___temp") {
-                continue;
-            }
-            let Ok(bytes) = std::fs::read(&path) else {
+        for key in remote.list("").await? {
+            let Some(bytes) = remote.get(&key).await? else {
                 continue;
             }; // deleted meanwhile
             let now = (bytes.len(), crc32c::crc32c(&bytes));
@@ -73,40 +51,40 @@ pub struct Integrity {
     pub layers: usize,
 }
 
-/// Checks the invariants of the timeline `tenant/timeline` in a work directory whose remote
-/// storage is `<workdir>/remote_storage`.
-pub fn check(workdir: &Path, tenant: &str, timeline: &str) -> anyhow::Result<Integrity> {
-    check_with_remote(&workdir.join("remote_storage"), workdir, tenant, timeline)
-}
-
-/// [`check`] with remote storage at `remote` (shared by several pageservers). The index
-/// checked is the authoritative one for the highest generation claimed.
-pub fn check_with_remote(
-    remote: &Path,
+/// Checks the invariants of the timeline `tenant/timeline` whose remote storage is `remote`
+/// and local files are under `workdir`. The index checked is the authoritative one for the
+/// highest generation claimed.
+pub async fn check(
+    remote: &Remote,
     workdir: &Path,
     tenant: &str,
     timeline: &str,
 ) -> anyhow::Result<Integrity> {
-    let remote = remote.to_path_buf();
     let prefix = format!("tenants/{tenant}/timelines/{timeline}/");
-    let keys: Vec<String> = walk(&remote)
-        .into_iter()
-        .map(|(k, _)| k)
-        .filter(|k| k.starts_with(&prefix))
-        .collect();
-    let generations = walk(&remote.join(format!("tenants/{tenant}/generations")));
+    let keys = remote.list(&prefix).await?;
+    let generations = remote
+        .list(&format!("tenants/{tenant}/generations/"))
+        .await?;
     let mine = generations
         .iter()
-        .filter_map(|(k, _)| k.parse::<Generation>().ok())
+        .filter_map(|k| k.rsplit('/').next()?.parse::<Generation>().ok())
         .max()
         .context("no generation claimed")?;
-    let sel = select_authoritative(keys.iter().map(String::as_str), mine)?;
+    let sel = select_authoritative(
+        keys.iter().map(|k| k.strip_prefix(&prefix).unwrap_or(k)),
+        mine,
+    )?;
     let object = sel.authoritative.context("no index uploaded")?;
-    let bytes = std::fs::read(remote.join(&prefix).join(object.to_string()))?;
+    let bytes = remote
+        .get(&format!("{prefix}{object}"))
+        .await?
+        .with_context(|| format!("{object} vanished"))?;
     let index = IndexPart::from_json_object(&bytes, object, ParseMode::Strict)?;
     for (name, meta) in &index.layers {
         let file = IndexPart::file_name(name, meta);
-        let data = std::fs::read(remote.join(&prefix).join(file.to_string()))
+        let data = remote
+            .get(&format!("{prefix}{file}"))
+            .await?
             .with_context(|| format!("{object} references missing {file}"))?;
         ensure!(
             data.len() as u64 == meta.file_size,

@@ -6,8 +6,28 @@
 //!   ports, each with its own work directory; an HTTP client for the API; failpoints; log
 //!   scanning (an `ERROR` or `WARN` line fails the test unless allowed by pattern).
 //! * [`model`]: the reference model of every record ingested, and workloads.
+//! * [`remote`]: the remote-storage fixture: the local-filesystem backend, or a bucket per test
+//!   on a SeaweedFS server.
 //! * [`integrity`]: the integrity checker and the history oracle of remote objects.
 
 pub mod integrity;
 pub mod model;
+pub mod remote;
 pub mod server;
+
+/// Prints a suite's summary line and, when `PAGESERVER_TEST_REPORT` names a file (as
+/// `scripts/test` does), appends it there, so that the counts of every suite appear at the end
+/// of a run even though `cargo test` hides the output of passing tests.
+pub fn report(line: &str) {
+    println!("{line}");
+    if let Ok(path) = std::env::var("PAGESERVER_TEST_REPORT") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}

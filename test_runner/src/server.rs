@@ -56,6 +56,7 @@ pub struct Pageserver {
     /// The HTTP port.
     pub port: u16,
     config: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     client: reqwest::Client,
 }
@@ -81,12 +82,26 @@ impl Pageserver {
             workdir: workdir.to_path_buf(),
             port,
             config: config.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             child: None,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(120))
                 .build()
                 .expect("client"),
         }
+    }
+
+    /// A pageserver in `workdir` on remote storage `remote`, with more `-c` settings.
+    pub fn with_remote(
+        workdir: &Path,
+        remote: &crate::remote::Remote,
+        config: &[&str],
+    ) -> Pageserver {
+        let mut all = vec![remote.config.as_str()];
+        all.extend_from_slice(config);
+        let mut ps = Pageserver::new(workdir, &all);
+        ps.env.clone_from(&remote.env);
+        ps
     }
 
     /// The log file (every run appends).
@@ -132,6 +147,7 @@ impl Pageserver {
         if let Some(f) = failpoints {
             cmd.env("FAILPOINTS", f);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("spawn pageserver");
         for _ in 0..400 {
             if self.client.get(self.url("/v1/status")).send().await.is_ok() {
@@ -309,6 +325,68 @@ impl Pageserver {
         let body = serde_json::json!([{ "name": name, "actions": actions }]).to_string();
         self.json(reqwest::Method::PUT, "/v1/failpoints", body)
             .await
+    }
+
+    /// `PUT .../gc`.
+    pub async fn gc(&self) -> Result<serde_json::Value, HttpError> {
+        self.json(reqwest::Method::PUT, &self.tl("/gc"), "").await
+    }
+
+    /// The layer map: every layer's name.
+    pub async fn layer_names(&self) -> Result<Vec<String>, HttpError> {
+        let v = self
+            .json(reqwest::Method::GET, &self.tl("/layer"), "")
+            .await?;
+        let mut names: Vec<String> = v["layers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Threads waiting now at failpoint `name` (configured with `pause` or `N*pause`).
+    pub async fn paused_at(&self, name: &str) -> Result<u64, HttpError> {
+        let v = self
+            .json(reqwest::Method::GET, "/v1/failpoints", "")
+            .await?;
+        Ok(v["paused"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == name))
+            .and_then(|p| p["waiting"].as_u64())
+            .unwrap_or(0))
+    }
+
+    /// Waits until a thread is paused at failpoint `name`; false if none is after `timeout`.
+    pub async fn wait_paused(&self, name: &str, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self.paused_at(name).await.is_ok_and(|n| n > 0) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+
+    /// Waits until the timeline's upload queue is empty; false if it is not after `timeout`.
+    pub async fn wait_uploads_idle(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self
+                .info()
+                .await
+                .is_ok_and(|i| i["pending_uploads"].as_u64() == Some(0))
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
     }
 
     /// The page of `key` at `lsn`.

@@ -1,9 +1,11 @@
-//! Suite 1: crash at every failpoint. For each failpoint of the brief (section 7), a workload
-//! of ingest, checkpoint and compaction runs with that failpoint set to `exit`; the process
-//! dies there; it restarts; the integrity checker and the history oracle hold; every page at or
+//! Suite 1: crash at every failpoint. For each failpoint of the brief (section 7) and each of
+//! its first evaluations ([`phases`]) (a failpoint passed by a flush, then by a compaction, then by
+//! the next flush...), a workload of ingest, checkpoint and compaction runs with the failpoint
+//! set to `exit` at that evaluation; the process dies there; it restarts; the integrity checker and the history oracle hold; every page at or
 //! below the last reported `remote_consistent_lsn` matches the model; the storage node
 //! re-ingests from the restarted server's `remote_consistent_lsn`; compaction runs again; and
-//! the final state matches the model.
+//! the final state matches the model. Both remote backends run it (local filesystem, and a
+//! SeaweedFS bucket per failpoint and phase).
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"
@@ -13,9 +15,19 @@ use layer_format::Lsn;
 use std::time::Duration;
 use test_runner::integrity::{self, History};
 use test_runner::model::{Model, workload};
+use test_runner::remote::{Backend, Remote};
 use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of};
 
 const KEYS: u128 = 24;
+
+/// The evaluations of each failpoint crashed at: the first, the second, ... (`CRASH_PHASES`,
+/// default 3).
+fn phases() -> u64 {
+    std::env::var("CRASH_PHASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+}
 
 const FAILPOINTS: &[&str] = &[
     "layer-writer-before-finish",
@@ -38,13 +50,15 @@ async fn check_pages(ps: &Pageserver, model: &Model, upto: Lsn) {
     test_runner::server::check_pages(ps, model, KEYS, &[upto.0 / 2, upto.0]).await;
 }
 
-/// Runs the workload with `failpoint` set to `exit`; returns whether the process died there
-/// and the last `remote_consistent_lsn` it reported.
+/// Runs the workload with `failpoint` set to `actions` (an `exit`); returns whether the process
+/// died there and the last `remote_consistent_lsn` it reported.
 async fn workload_until_exit(
     ps: &mut Pageserver,
+    remote: &Remote,
     model: &mut Model,
     history: &mut History,
     failpoint: &str,
+    actions: &str,
 ) -> (bool, Lsn) {
     let mut acked = Lsn(0);
     let mut lsn = 1u64;
@@ -57,9 +71,9 @@ async fn workload_until_exit(
         &ps.checkpoint().await.unwrap(),
         "remote_consistent_lsn",
     ));
-    history.observe(&ps.remote_root()).unwrap();
-    ps.failpoint(failpoint, "exit").await.unwrap();
-    for round in 0..3 {
+    history.observe(remote).await.unwrap();
+    ps.failpoint(failpoint, actions).await.unwrap();
+    for round in 0..4 {
         let recs = workload(model, lsn, 60, KEYS, 2 + round);
         if ps.ingest(&recs).await.is_err() {
             break;
@@ -85,17 +99,60 @@ async fn workload_until_exit(
             break;
         }
     }
-    let died = ps.wait_exit(Duration::from_secs(10)).await == Some(77);
+    // Every request has answered and the queue is idle (or the process is gone): if it still
+    // runs now, this phase of the failpoint was not reached.
+    let died = ps.wait_exit(Duration::from_secs(2)).await == Some(77);
     (died, acked)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_at_every_failpoint() {
+async fn crash_at_every_failpoint_local() {
+    crash_at_every_failpoint(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_failpoint_s3() {
+    crash_at_every_failpoint(Backend::S3).await;
+}
+
+async fn crash_at_every_failpoint(backend: Backend) {
     let mut report = Vec::new();
+    let mut unreached = Vec::new();
     for failpoint in FAILPOINTS {
+        for phase in 0..phases() {
+            match crash_once(backend, failpoint, phase).await {
+                Some(line) => report.push(line),
+                None => {
+                    assert!(phase > 0, "{failpoint}: the workload reached the failpoint");
+                    unreached.push(format!("{failpoint}#{}", phase + 1));
+                    break;
+                }
+            }
+        }
+    }
+    test_runner::report(&format!(
+        "suite 1, crash at every failpoint ({backend:?}): {} crashes over {} failpoints x up to {} phases; phases the workload does not reach: {}",
+        report.len(),
+        FAILPOINTS.len(),
+        phases(),
+        if unreached.is_empty() {
+            "none".to_string()
+        } else {
+            unreached.join(", ")
+        }
+    ));
+    println!("{}", report.join("\n"));
+}
+
+/// Crashes at evaluation `phase` (0 = the first) of `failpoint`, restarts and checks; the
+/// report line, or `None` if the workload never evaluates the failpoint that often.
+async fn crash_once(backend: Backend, failpoint: &str, phase: u64) -> Option<String> {
+    {
         let dir = tempfile::tempdir().unwrap();
-        let mut ps = Pageserver::new(
+        let remote = Remote::new(backend, dir.path(), &format!("crash-{failpoint}-{phase}"));
+        let mut ps = Pageserver::with_remote(
             dir.path(),
+            &remote,
             &[
                 "compaction_threshold = 2",
                 "image_creation_threshold = 1000",
@@ -106,34 +163,48 @@ async fn crash_at_every_failpoint() {
         ps.setup().await.unwrap();
         let mut model = Model::default();
         let mut history = History::default();
-        let (died, acked) = workload_until_exit(&mut ps, &mut model, &mut history, failpoint).await;
-        assert!(
-            died,
-            "{failpoint}: the workload reached the failpoint and the process exited there"
-        );
-        history.observe(&ps.remote_root()).unwrap();
+        let actions = match phase {
+            0 => "exit".to_string(),
+            n => format!("{n}*off->exit"),
+        };
+        let (died, acked) = workload_until_exit(
+            &mut ps,
+            &remote,
+            &mut model,
+            &mut history,
+            failpoint,
+            &actions,
+        )
+        .await;
+        if !died {
+            ps.kill9();
+            return None;
+        }
+        let failpoint = format!("{failpoint}#{}", phase + 1);
+        history.observe(&remote).await.unwrap();
 
         ps.start(None).await;
         let info = ps.info().await.unwrap();
-        let remote = lsn_of(&info, "remote_consistent_lsn");
+        let restarted = lsn_of(&info, "remote_consistent_lsn");
         assert!(
-            remote >= acked,
-            "{failpoint}: acknowledged {acked}, after restart {remote}"
+            restarted >= acked,
+            "{failpoint}: acknowledged {acked}, after restart {restarted}"
         );
         for f in ["last_record_lsn", "disk_consistent_lsn"] {
             assert_eq!(
                 lsn_of(&info, f),
-                remote,
+                restarted,
                 "{failpoint}: {f} after restart: {info}"
             );
         }
-        let found = integrity::check(&ps.workdir, TENANT, TIMELINE)
+        let found = integrity::check(&remote, &ps.workdir, TENANT, TIMELINE)
+            .await
             .unwrap_or_else(|e| panic!("{failpoint}: {e:#}"));
-        history.observe(&ps.remote_root()).unwrap();
+        history.observe(&remote).await.unwrap();
         check_pages(&ps, &model, acked).await;
 
         // The storage node resends what was not acknowledged; compaction runs again.
-        let resend = model.records_above(remote);
+        let resend = model.records_above(restarted);
         if !resend.is_empty() {
             ps.ingest(&resend).await.unwrap();
         }
@@ -142,21 +213,16 @@ async fn crash_at_every_failpoint() {
         ps.compact().await.unwrap();
         ps.checkpoint().await.unwrap();
         check_pages(&ps, &model, last).await;
-        integrity::check(&ps.workdir, TENANT, TIMELINE)
+        integrity::check(&remote, &ps.workdir, TENANT, TIMELINE)
+            .await
             .unwrap_or_else(|e| panic!("{failpoint} after recovery: {e:#}"));
-        history.observe(&ps.remote_root()).unwrap();
+        history.observe(&remote).await.unwrap();
         ps.check_log(ALLOWED)
             .unwrap_or_else(|e| panic!("{failpoint}: {e:#}"));
-        report.push(format!(
-            "{failpoint}: died, acked {acked}, restarted at {remote}, index {} with {} layers",
-            found.index, found.layers
-        ));
         ps.kill9();
+        Some(format!(
+            "{failpoint}: died, acked {acked}, restarted at {restarted}, index {} with {} layers",
+            found.index, found.layers
+        ))
     }
-    println!(
-        "crash at every failpoint: {} failpoints\n{}",
-        report.len(),
-        report.join("\n")
-    );
-    assert_eq!(report.len(), FAILPOINTS.len());
 }

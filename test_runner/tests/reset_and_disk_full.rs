@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use test_runner::integrity;
 use test_runner::model::{Model, workload};
+use test_runner::remote::Remote;
 use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of};
 use tokio::sync::Mutex;
 
@@ -34,6 +35,13 @@ async fn resend(ps: &Pageserver, model: &Model) -> Result<u64, test_runner::serv
         ps.ingest_at(&missing, incarnation).await?;
     }
     Ok(incarnation)
+}
+
+async fn check_integrity(ps: &Pageserver) {
+    let remote = Remote::local(&ps.remote_root());
+    integrity::check(&remote, &ps.workdir, TENANT, TIMELINE)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +113,7 @@ async fn reset_under_load() {
     check_pages(&ps, &m, &[last.0 / 3, last.0 / 2, last.0]).await;
     ps.compact().await.unwrap();
     check_pages(&ps, &m, &[last.0 / 2, last.0]).await;
-    integrity::check(&ps.workdir, TENANT, TIMELINE).unwrap();
+    check_integrity(&ps).await;
     ps.check_log(&[
         "retrying",
         "request failed",
@@ -114,9 +122,9 @@ async fn reset_under_load() {
         "flush failed",
     ])
     .unwrap();
-    println!(
-        "reset under load: {resets} resets, {batches} batches, {resends} resends, final LSN {last}"
-    );
+    test_runner::report(&format!(
+        "suite 5, reset under load: {resets} resets, {batches} batches, {resends} resends, final LSN {last}"
+    ));
     assert!(batches > resets, "the writer kept going");
 }
 
@@ -168,7 +176,7 @@ async fn disk_full_then_freed() {
     let v = ps.compact().await.unwrap();
     assert_eq!(v["outcome"], "compacted", "{v}");
     check_pages(&ps, &model, &[40, lsn - 1]).await;
-    integrity::check(&ps.workdir, TENANT, TIMELINE).unwrap();
+    check_integrity(&ps).await;
     ps.check_log(&[
         "flush failed",
         "compaction failed",
@@ -176,4 +184,8 @@ async fn disk_full_then_freed() {
         "retrying",
     ])
     .unwrap();
+    test_runner::report(&format!(
+        "suite 5, disk full then freed: compaction and flush failed with ENOSPC and left no file; once freed, acknowledged up to {} and compacted",
+        Lsn(lsn - 1)
+    ));
 }

@@ -3,14 +3,15 @@
 //! index already promised A2. Here every object is written once (create-only), so a request
 //! that lands late cannot replace anything.
 //!
-//! A seeded soak of ingest, flush, compaction and GC runs against remote storage that delays
+//! A seeded soak of ingest, flush, compaction and GC runs, on the local backend and on a
+//! SeaweedFS bucket, against remote storage that delays
 //! requests, fails writes before or after they persist, reports writes as timed out while they
 //! still land later, and sends hedged duplicates (`remote_storage_faults`). The history oracle
 //! (no remote object ever changes) and the integrity checker hold throughout and after a
 //! `kill -9` and restart, and every acknowledged page reads back.
 //!
-//! `SOAK_OPS` sets the number of operations (default 150) and `SOAK_SEED` the seed (printed by
-//! every run, so that a failure reproduces from it).
+//! `SOAK_OPS` sets the number of operations (default 150 locally, 100 on S3) and `SOAK_SEED`
+//! the seed (printed by every run, so that a failure reproduces from it).
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"
@@ -20,6 +21,7 @@ use layer_format::Lsn;
 use std::time::Duration;
 use test_runner::integrity::{self, History};
 use test_runner::model::{Model, workload};
+use test_runner::remote::{Backend, Remote};
 use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of};
 
 const KEYS: u128 = 32;
@@ -33,7 +35,16 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn soak_against_adversarial_storage() {
+async fn soak_against_adversarial_local_storage() {
+    soak(Backend::Local, 150).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_against_adversarial_s3() {
+    soak(Backend::S3, 100).await;
+}
+
+async fn soak(backend: Backend, default_ops: u64) {
     let seed = env_u64("SOAK_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -41,12 +52,15 @@ async fn soak_against_adversarial_storage() {
             .as_nanos() as u64
             % 1_000_000
     });
-    let ops = env_u64("SOAK_OPS").unwrap_or(150);
-    println!("slow storage soak: seed {seed} (reproduce with SOAK_SEED={seed}), {ops} operations");
+    let ops = env_u64("SOAK_OPS").unwrap_or(default_ops);
+    println!(
+        "slow storage soak ({backend:?}): seed {seed} (reproduce with SOAK_SEED={seed}), {ops} operations"
+    );
     let faults = format!(
         "remote_storage_faults = {{ seed = {seed}, max_delay_ms = 15, fail_before = 0.1, fail_after = 0.1, late = 0.1, duplicate = 0.1 }}"
     );
     let dir = tempfile::tempdir().unwrap();
+    let remote = Remote::new(backend, dir.path(), "slow-storage-soak");
     let base = [
         "checkpoint_distance = 65536",
         "compaction_threshold = 3",
@@ -54,20 +68,20 @@ async fn soak_against_adversarial_storage() {
         "compaction_period = \"1h\"",
     ];
     // The tenant and timeline are created on a well-behaved store; the soak runs on the bad one.
-    let mut ps = Pageserver::new(dir.path(), &base);
+    let mut ps = Pageserver::with_remote(dir.path(), &remote, &base);
     ps.start(None).await;
     ps.setup().await.unwrap();
     ps.kill9();
     let mut cfg: Vec<&str> = base.to_vec();
     cfg.push(&faults);
-    let mut ps = Pageserver::new(dir.path(), &cfg);
+    let mut ps = Pageserver::with_remote(dir.path(), &remote, &cfg);
     ps.start(None).await;
 
     let mut model = Model::default();
     let mut history = History::default();
     let (mut lsn, mut acked) = (1u64, Lsn(0));
     let mut x = seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
-    let (mut ingests, mut checkpoints, mut compactions, mut observed) = (0, 0, 0, 0);
+    let (mut ingests, mut checkpoints, mut compactions, mut gcs, mut observed) = (0, 0, 0, 0, 0);
     for _ in 0..ops {
         x ^= x << 13;
         x ^= x >> 7;
@@ -88,12 +102,16 @@ async fn soak_against_adversarial_storage() {
                 }
                 checkpoints += 1;
             }
-            15..=17 => {
+            15..=16 => {
                 ps.compact().await.unwrap();
                 compactions += 1;
             }
+            17 => {
+                ps.gc().await.unwrap();
+                gcs += 1;
+            }
             _ => {
-                observed += history.observe(&ps.remote_root()).unwrap();
+                observed += history.observe(&remote).await.unwrap();
             }
         }
     }
@@ -116,8 +134,10 @@ async fn soak_against_adversarial_storage() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    history.observe(&ps.remote_root()).unwrap();
-    integrity::check(&ps.workdir, TENANT, TIMELINE).unwrap();
+    history.observe(&remote).await.unwrap();
+    integrity::check(&remote, &ps.workdir, TENANT, TIMELINE)
+        .await
+        .unwrap();
     check_pages(&ps, &model, &[lsn - 1]).await;
 
     // kill -9 and restart on the same faulty store.
@@ -127,8 +147,10 @@ async fn soak_against_adversarial_storage() {
     let info = ps.info().await.unwrap();
     assert!(lsn_of(&info, "remote_consistent_lsn") >= acked, "{info}");
     check_pages(&ps, &model, &[acked.0]).await;
-    integrity::check(&ps.workdir, TENANT, TIMELINE).unwrap();
-    history.observe(&ps.remote_root()).unwrap();
+    integrity::check(&remote, &ps.workdir, TENANT, TIMELINE)
+        .await
+        .unwrap();
+    history.observe(&remote).await.unwrap();
     ps.check_log(&[
         "injected fault",
         "retrying",
@@ -136,7 +158,7 @@ async fn soak_against_adversarial_storage() {
         "compaction failed",
     ])
     .unwrap();
-    println!(
-        "slow storage soak: seed {seed}: {ingests} ingests, {checkpoints} checkpoints, {compactions} compactions, {observed} object observations; final LSN {acked}"
-    );
+    test_runner::report(&format!(
+        "suite 2, slow storage soak ({backend:?}): seed {seed}: {ingests} ingests, {checkpoints} checkpoints, {compactions} compactions, {gcs} GCs, {observed} object observations; final LSN {acked}"
+    ));
 }

@@ -11,6 +11,7 @@ use layer_format::Lsn;
 use std::time::Duration;
 use test_runner::integrity::{self, History};
 use test_runner::model::{Model, workload};
+use test_runner::remote::{Backend, Remote};
 use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of};
 
 const KEYS: u128 = 16;
@@ -20,22 +21,26 @@ async fn check_pages(ps: &Pageserver, model: &Model, lsns: &[u64]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_attachment_fences_the_first() {
+async fn a_second_attachment_fences_the_first_local() {
+    a_second_attachment_fences_the_first(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_attachment_fences_the_first_s3() {
+    a_second_attachment_fences_the_first(Backend::S3).await;
+}
+
+async fn a_second_attachment_fences_the_first(backend: Backend) {
     let shared = tempfile::tempdir().unwrap();
-    let remote = shared.path().join("bucket");
-    let remote_cfg = format!(
-        "remote_storage = {{ local_path = {:?} }}",
-        remote.to_str().unwrap()
-    );
+    let remote = Remote::new(backend, shared.path(), "two-pageservers");
     let cfg: Vec<&str> = vec![
-        &remote_cfg,
         "compaction_threshold = 2",
         "image_creation_threshold = 1000",
         "compaction_period = \"1h\"",
     ];
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut ps1 = Pageserver::new(d1.path(), &cfg);
-    let mut ps2 = Pageserver::new(d2.path(), &cfg);
+    let mut ps1 = Pageserver::with_remote(d1.path(), &remote, &cfg);
+    let mut ps2 = Pageserver::with_remote(d2.path(), &remote, &cfg);
     let mut history = History::default();
 
     ps1.start(None).await;
@@ -50,7 +55,7 @@ async fn a_second_attachment_fences_the_first() {
         ps1.checkpoint().await.unwrap();
     }
     let acked = Lsn(lsn - 1);
-    history.observe(&remote).unwrap();
+    history.observe(&remote).await.unwrap();
 
     // The second attachment claims generation 2 and loads the timeline.
     ps2.start(None).await;
@@ -91,11 +96,13 @@ async fn a_second_attachment_fences_the_first() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    history.observe(&remote).unwrap();
+    history.observe(&remote).await.unwrap();
 
     // Every layer the authoritative index references is still there: the stale attachment
     // deleted nothing; and the authoritative index is the second's.
-    let found = integrity::check_with_remote(&remote, d2.path(), TENANT, TIMELINE).unwrap();
+    let found = integrity::check(&remote, d2.path(), TENANT, TIMELINE)
+        .await
+        .unwrap();
     assert_eq!(
         found.index.generation.0, 2,
         "the first's later uploads are not authoritative: {found:?}"
@@ -112,10 +119,18 @@ async fn a_second_attachment_fences_the_first() {
     ps2.kill9();
     ps2.start(None).await;
     check_pages(&ps2, &model, &[acked.0, acked.0 + 50]).await;
-    integrity::check_with_remote(&remote, d2.path(), TENANT, TIMELINE).unwrap();
-    history.observe(&remote).unwrap();
+    integrity::check(&remote, d2.path(), TENANT, TIMELINE)
+        .await
+        .unwrap();
+    history.observe(&remote).await.unwrap();
     drop(stale_model);
     ps1.check_log(&["stale", "newer generation", "request failed", "retrying"])
         .unwrap();
     ps2.check_log(&[]).unwrap();
+    test_runner::report(&format!(
+        "suite 4, two pageservers ({backend:?}): the stale attachment's checkpoint refused and its compaction ran; the authoritative index ({}) kept all {} layers; {} remote objects observed, none changed",
+        found.index,
+        found.layers,
+        history.observe(&remote).await.unwrap()
+    ));
 }

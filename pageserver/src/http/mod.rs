@@ -63,7 +63,8 @@ pub fn router(server: Arc<PageServer>) -> Router {
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/layer",
             get(layers),
         )
-        .route("/v1/failpoints", put(failpoints))
+        .route("/v1/tenant/{tenant_id}/timeline/{timeline_id}/gc", put(gc))
+        .route("/v1/failpoints", put(failpoints).get(failpoint_pauses))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .with_state(server)
@@ -311,6 +312,20 @@ async fn compact(
     Ok(Json(result).into_response())
 }
 
+async fn gc(
+    State(s): State<Arc<PageServer>>,
+    Path((t, tl)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (_, timeline) = lookup(&s, &t, &tl)?;
+    let _span = tracing::info_span!("gc", tenant_id = %timeline.tenant_id, timeline_id = %timeline.timeline_id).entered();
+    let removed = timeline.gc();
+    Ok(Json(serde_json::json!({
+        "removed": removed,
+        "gc_cutoff_lsn": timeline.info().gc_cutoff_lsn,
+    }))
+    .into_response())
+}
+
 async fn layers(
     State(s): State<Arc<PageServer>>,
     Path((t, tl)): Path<(String, String)>,
@@ -339,6 +354,20 @@ async fn failpoints(body: Bytes) -> ApiResult<Response> {
         tracing::info!(name = fp.name, actions = fp.actions, "failpoint configured");
     }
     Ok(Json(serde_json::json!({})).into_response())
+}
+
+/// The failpoints configured with `pause`: evaluations and threads waiting at each.
+async fn failpoint_pauses() -> ApiResult<Response> {
+    if !layer_format::failpoints::enabled() {
+        return Err(ApiError::not_found(
+            "failpoints are only available in builds with the testing feature",
+        ));
+    }
+    let list: Vec<serde_json::Value> = layer_format::failpoints::paused()
+        .into_iter()
+        .map(|p| serde_json::json!({ "name": p.name, "hits": p.hits, "waiting": p.waiting }))
+        .collect();
+    Ok(Json(serde_json::json!({ "paused": list })).into_response())
 }
 
 async fn metrics() -> Response {

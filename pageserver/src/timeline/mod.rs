@@ -157,6 +157,8 @@ pub struct TimelineInfo {
     pub remote_consistent_lsn: String,
     /// The attachment's generation.
     pub generation: u32,
+    /// Reads below this LSN are refused: GC may have removed what they need.
+    pub gc_cutoff_lsn: String,
     /// Layers in the layer map.
     pub layers: LayerCounts,
     /// Upload operations queued and not yet done.
@@ -413,6 +415,7 @@ impl Timeline {
             disk_consistent_lsn: Lsn(self.disk_consistent_lsn.load(Ordering::SeqCst)).to_string(),
             remote_consistent_lsn: state.remote_consistent_lsn().to_string(),
             generation: self.generation.0,
+            gc_cutoff_lsn: Lsn(self.gc_cutoff_lsn.load(Ordering::SeqCst)).to_string(),
             layers: LayerCounts {
                 delta,
                 image: l.map.len() - delta,

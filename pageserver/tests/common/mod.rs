@@ -250,3 +250,18 @@ pub fn with_bases(records: Vec<Record>, model: &Model) -> Vec<Record> {
         })
         .collect()
 }
+
+/// Waits until a thread is paused at failpoint `name` (configured with `pause` or `N*pause`).
+#[allow(dead_code, reason = "not every test binary pauses")]
+pub async fn wait_paused(name: &str) {
+    for _ in 0..4000 {
+        if layer_format::failpoints::paused()
+            .iter()
+            .any(|p| p.name == name && p.waiting > 0)
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("nothing paused at {name} within 20 s");
+}

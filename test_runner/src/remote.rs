@@ -1,0 +1,208 @@
+//! The remote-storage fixture: the same suites run against the local-filesystem backend and
+//! against SeaweedFS, a real S3-compatible server, with a bucket of its own per test.
+//!
+//! The SeaweedFS server is the one `scripts/test` started (it exports
+//! `PAGESERVER_TEST_S3_ENDPOINT`, `PAGESERVER_TEST_S3_DIR` and the credentials), or, when a
+//! test binary runs on its own, one started by `scripts/seaweedfs` for this process (its
+//! watchdog stops it when the process exits). Buckets are created with
+//! `scripts/seaweedfs bucket`, named after the test, and never reused.
+//!
+//! The checker and the oracles read the bucket through the pageserver's own backends
+//! ([`LocalFs`], [`S3`]): listing and reading are all they need.
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use layer_format::io::{EngineChoice, open_engine};
+use pageserver::remote::RemoteStorage;
+use pageserver::remote::local::LocalFs;
+use pageserver::remote::s3::S3;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// Which backend a suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A directory on the local filesystem (the pageserver's default backend).
+    Local,
+    /// A bucket of its own on the SeaweedFS server.
+    S3,
+}
+
+/// One remote storage, shared by the pageservers of a test.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// The backend.
+    pub backend: Backend,
+    /// The `remote_storage = {...}` setting that points a pageserver at it.
+    pub config: String,
+    /// Environment a pageserver needs for it (S3 credentials).
+    pub env: Vec<(String, String)>,
+    /// The directory of a local backend.
+    pub local_root: Option<PathBuf>,
+    storage: Arc<dyn RemoteStorage>,
+}
+
+impl Remote {
+    /// The local-filesystem backend rooted at `root`.
+    pub fn local(root: &Path) -> Remote {
+        let engine = open_engine(EngineChoice::Std).expect("std engine");
+        let storage = LocalFs::new(root, engine).expect("local remote storage");
+        Remote {
+            backend: Backend::Local,
+            config: format!(
+                "remote_storage = {{ local_path = {:?} }}",
+                root.to_str().expect("UTF-8 path")
+            ),
+            env: Vec::new(),
+            local_root: Some(root.to_path_buf()),
+            storage: Arc::new(storage),
+        }
+    }
+
+    /// A new, empty bucket on the SeaweedFS server, named after `test`.
+    pub fn s3(test: &str) -> Remote {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let server = seaweed();
+        let clean: String = test
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .take(30)
+            .collect();
+        let bucket = format!(
+            "{}-{}-{}",
+            clean.trim_matches('-'),
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        server.create_bucket(&bucket).expect("create a bucket");
+        let storage = S3::new(
+            &server.endpoint,
+            &bucket,
+            "us-east-1",
+            "",
+            Some(server.credentials.clone()),
+        )
+        .expect("S3 client");
+        Remote {
+            backend: Backend::S3,
+            config: format!(
+                "remote_storage = {{ endpoint = {:?}, bucket = {bucket:?}, region = \"us-east-1\", prefix = \"\" }}",
+                server.endpoint
+            ),
+            env: vec![
+                ("AWS_ACCESS_KEY_ID".into(), server.credentials.0.clone()),
+                ("AWS_SECRET_ACCESS_KEY".into(), server.credentials.1.clone()),
+            ],
+            local_root: None,
+            storage: Arc::new(storage),
+        }
+    }
+
+    /// [`Remote::local`] under `dir` or [`Remote::s3`] named after `test`.
+    pub fn new(backend: Backend, dir: &Path, test: &str) -> Remote {
+        match backend {
+            Backend::Local => Remote::local(&dir.join("remote_storage")),
+            Backend::S3 => Remote::s3(test),
+        }
+    }
+
+    /// Every key under `prefix`.
+    pub async fn list(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let mut keys = self.storage.list(prefix).await?;
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// The bytes of `key`, or `None` if it does not exist.
+    pub async fn get(&self, key: &str) -> anyhow::Result<Option<Bytes>> {
+        self.storage.get(key).await
+    }
+}
+
+/// The SeaweedFS server of this test process.
+#[derive(Debug)]
+struct Seaweed {
+    endpoint: String,
+    /// Its data directory (where `scripts/seaweedfs bucket` finds its ports).
+    dir: PathBuf,
+    credentials: (String, String),
+    _owned: Option<tempfile::TempDir>,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/seaweedfs")
+}
+
+impl Seaweed {
+    fn create_bucket(&self, bucket: &str) -> anyhow::Result<()> {
+        let out = std::process::Command::new(script())
+            .arg("bucket")
+            .arg(&self.dir)
+            .arg(bucket)
+            .output()
+            .context("run scripts/seaweedfs bucket")?;
+        if !out.status.success() {
+            bail!(
+                "scripts/seaweedfs bucket {bucket}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+fn seaweed() -> &'static Seaweed {
+    static S: OnceLock<Seaweed> = OnceLock::new();
+    S.get_or_init(|| {
+        let from_env = |k: &str| std::env::var(k).ok();
+        if let (Some(endpoint), Some(dir)) = (
+            from_env("PAGESERVER_TEST_S3_ENDPOINT"),
+            from_env("PAGESERVER_TEST_S3_DIR"),
+        ) {
+            return Seaweed {
+                endpoint,
+                dir: PathBuf::from(dir),
+                credentials: (
+                    from_env("AWS_ACCESS_KEY_ID").expect("AWS_ACCESS_KEY_ID with the endpoint"),
+                    from_env("AWS_SECRET_ACCESS_KEY")
+                        .expect("AWS_SECRET_ACCESS_KEY with the endpoint"),
+                ),
+                _owned: None,
+            };
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = std::process::Command::new(script())
+            .arg("start")
+            .arg(dir.path())
+            .arg(std::process::id().to_string())
+            .output()
+            .expect("run scripts/seaweedfs start");
+        assert!(
+            out.status.success(),
+            "start SeaweedFS: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let vars: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.into(), v.into())))
+            .collect();
+        Seaweed {
+            endpoint: vars["PAGESERVER_TEST_S3_ENDPOINT"].clone(),
+            dir: dir.path().to_path_buf(),
+            credentials: (
+                vars["AWS_ACCESS_KEY_ID"].clone(),
+                vars["AWS_SECRET_ACCESS_KEY"].clone(),
+            ),
+            _owned: Some(dir),
+        }
+    })
+}
