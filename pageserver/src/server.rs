@@ -83,12 +83,21 @@ pub async fn probe_create_only(storage: &dyn RemoteStorage) -> anyhow::Result<()
 impl PageServer {
     /// Opens everything and attaches the tenants found locally.
     pub async fn start(conf: PageServerConf) -> anyhow::Result<Arc<PageServer>> {
-        let conf = Arc::new(conf);
         let engine = open_engine(conf.io_engine).context("open the I/O engine")?;
-        engine
-            .create_dir_all(&conf.workdir)
+        PageServer::start_with(conf, engine, |s| s).await
+    }
+
+    /// [`PageServer::start`] on `engine`, with the configured remote storage passed through
+    /// `wrap` (tests wrap it; production passes it as it is).
+    pub async fn start_with(
+        conf: PageServerConf,
+        engine: Arc<dyn IoEngine>,
+        wrap: impl FnOnce(Arc<dyn RemoteStorage>) -> Arc<dyn RemoteStorage>,
+    ) -> anyhow::Result<Arc<PageServer>> {
+        let conf = Arc::new(conf);
+        layer_format::durable::create_dir_all_durable(&*engine, &conf.workdir)
             .with_context(|| format!("create {}", conf.workdir.display()))?;
-        let mut storage = open_storage(&conf, &engine)?;
+        let mut storage = wrap(open_storage(&conf, &engine)?);
         probe_create_only(&*storage).await?;
         if let Some(faults) = conf.remote_storage_faults {
             tracing::info!(?faults, "injecting remote storage faults");

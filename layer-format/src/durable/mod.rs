@@ -15,8 +15,10 @@
 //! removed on every error path (by [`Drop`] if nothing else); if a step after the rename fails,
 //! the names published by that call are removed again before the error returns.
 
+mod dirs;
 mod publish;
 mod temp;
 
+pub use dirs::create_dir_all_durable;
 pub use publish::{BatchPublishError, publish, publish_batch};
 pub use temp::{SyncedFile, TempFile};

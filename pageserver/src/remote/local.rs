@@ -30,8 +30,7 @@ pub struct LocalFs {
 impl LocalFs {
     /// A backend rooted at `root` (created if missing).
     pub fn new(root: &Path, engine: Arc<dyn IoEngine>) -> anyhow::Result<LocalFs> {
-        engine
-            .create_dir_all(root)
+        layer_format::durable::create_dir_all_durable(&*engine, root)
             .with_context(|| format!("create {}", root.display()))?;
         Ok(LocalFs {
             root: root.to_path_buf(),

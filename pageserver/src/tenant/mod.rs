@@ -124,8 +124,7 @@ impl TenantManager {
             ops: tokio::sync::Mutex::new(()),
         });
         let dir = mgr.tenants_dir();
-        mgr.engine
-            .create_dir_all(&dir)
+        layer_format::durable::create_dir_all_durable(&*mgr.engine, &dir)
             .with_context(|| format!("create {}", dir.display()))?;
         for name in mgr
             .engine
@@ -202,14 +201,13 @@ impl TenantManager {
 
     fn make_tenant_dir(&self, id: TenantId) -> anyhow::Result<()> {
         let dir = self.tenants_dir().join(id.to_string()).join("timelines");
-        self.engine
-            .create_dir_all(&dir)
+        layer_format::durable::create_dir_all_durable(&*self.engine, &dir)
             .with_context(|| format!("create {}", dir.display()))?;
-        for d in [dir.parent().expect("tenant dir"), &self.tenants_dir()] {
-            self.engine
-                .fsync_dir(d)
-                .with_context(|| format!("fsync {}", d.display()))?;
-        }
+        // The tenant's entry, which marks it attached here at the next start.
+        let tenants = self.tenants_dir();
+        self.engine
+            .fsync_dir(&tenants)
+            .with_context(|| format!("fsync {}", tenants.display()))?;
         Ok(())
     }
 

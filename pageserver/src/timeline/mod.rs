@@ -308,13 +308,8 @@ impl Timeline {
             },
         );
         let dir = local_timeline_dir(&conf.workdir, tenant_id, timeline_id);
-        engine
-            .create_dir_all(&dir)
+        layer_format::durable::create_dir_all_durable(&*engine, &dir)
             .with_context(|| format!("create {}", dir.display()))?;
-        let parent = dir.parent().expect("timeline dirs have a parent");
-        engine
-            .fsync_dir(parent)
-            .with_context(|| format!("fsync {}", parent.display()))?;
         let object = IndexObjectName { generation, seq };
         let json = Bytes::from(index.to_json().context("serialize first index")?);
         create_once(
@@ -352,7 +347,7 @@ impl Timeline {
         let (e, d, idx) = (engine.clone(), dir.clone(), index.clone());
         let report =
             tokio::task::spawn_blocking(move || -> anyhow::Result<reconcile::ReconcileReport> {
-                e.create_dir_all(&d)
+                layer_format::durable::create_dir_all_durable(&*e, &d)
                     .with_context(|| format!("create {}", d.display()))?;
                 reconcile::reconcile(&e, &d, &idx)
             })

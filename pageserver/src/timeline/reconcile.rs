@@ -43,8 +43,7 @@ fn count(action: &str) {
 /// Moves `name` of `dir` into `dir/lost+found/`, under a name that does not replace anything.
 pub fn quarantine(engine: &Arc<dyn IoEngine>, dir: &Path, name: &str) -> anyhow::Result<()> {
     let lf = dir.join(LOST_AND_FOUND);
-    engine
-        .create_dir_all(&lf)
+    layer_format::durable::create_dir_all_durable(&**engine, &lf)
         .with_context(|| format!("create {}", lf.display()))?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
