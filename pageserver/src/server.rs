@@ -50,11 +50,27 @@ pub fn open_storage(
 
 /// Proves that `storage` refuses a second create of the same object: some S3-compatible
 /// servers silently ignore `If-None-Match`, and every guarantee here rests on it.
+///
+/// Probe objects are `probes/create-only-<unix nanos:x>-<pid>`, deleted after the probe; those a
+/// crash left behind are deleted by the next probe once they are an hour old (a younger one may
+/// be another server's probe in progress).
 pub async fn probe_create_only(storage: &dyn RemoteStorage) -> anyhow::Result<()> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
+    for old in storage.list("probes/").await.context("list probes")? {
+        let stamp = old
+            .strip_prefix("probes/create-only-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|h| u128::from_str_radix(h, 16).ok());
+        if stamp.is_some_and(|s| s + 3_600_000_000_000 < nanos) {
+            storage
+                .delete(&old)
+                .await
+                .with_context(|| format!("delete the stale probe {old}"))?;
+        }
+    }
     let key = format!("probes/create-only-{nanos:x}-{}", std::process::id());
     let first = storage
         .put_if_absent(&key, Bytes::from_static(b"first"))
@@ -98,6 +114,11 @@ impl PageServer {
         layer_format::durable::create_dir_all_durable(&*engine, &conf.workdir)
             .with_context(|| format!("create {}", conf.workdir.display()))?;
         let mut storage = wrap(open_storage(&conf, &engine)?);
+        // Temp objects of a probe a crash interrupted (local backend).
+        storage
+            .remove_leftovers("probes/")
+            .await
+            .context("remove the leftovers of interrupted probes")?;
         probe_create_only(&*storage).await?;
         if let Some(faults) = conf.remote_storage_faults {
             tracing::info!(?faults, "injecting remote storage faults");
@@ -120,5 +141,31 @@ impl PageServer {
     /// Stops background work.
     pub fn shutdown(&self) {
         self.tenants.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::local::LocalFs;
+    use layer_format::io::EngineChoice;
+
+    #[tokio::test]
+    async fn the_probe_deletes_probes_a_crash_left_only_once_they_are_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = LocalFs::new(dir.path(), open_engine(EngineChoice::Std).unwrap()).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let young = format!("probes/create-only-{now:x}-1");
+        let old = format!("probes/create-only-{:x}-1", now - 2 * 3_600_000_000_000);
+        for k in [&young, &old] {
+            fs.put_if_absent(k, Bytes::from_static(b"first"))
+                .await
+                .unwrap();
+        }
+        probe_create_only(&fs).await.unwrap();
+        assert_eq!(fs.list("probes/").await.unwrap(), vec![young]);
     }
 }

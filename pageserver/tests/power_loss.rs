@@ -9,7 +9,8 @@
 //! * no file under a final name differs from what was published under that name;
 //! * recovery succeeds; once the timeline's creation was acknowledged it is there, with
 //!   `remote_consistent_lsn` at or above the last one acknowledged before the crash, and every
-//!   page at that LSN reads back as the model says;
+//!   page at that LSN and at each earlier flush boundary reads back as the model says;
+//! * no temp object of an interrupted put is left in remote storage;
 //! * every layer of the authoritative index exists remotely with its size and checksum;
 //! * no temp file and no layer outside the index is left locally;
 //! * the next ingest, flush (with its upload) and compaction succeed.
@@ -110,6 +111,9 @@ impl RemoteStorage for IndexFirst {
     }
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
         self.inner.delete(key)
+    }
+    fn remove_leftovers<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<usize>> {
+        self.inner.remove_leftovers(prefix)
     }
 }
 
@@ -253,8 +257,10 @@ async fn check_timeline(
         ));
         return bad;
     }
-    if acked > 1 {
-        let lsn = Lsn(acked - 1);
+    // Every page at the acknowledged LSN and at each earlier flush boundary.
+    let acked_lsn = acked.saturating_sub(1);
+    let lsns = (1..=acked_lsn / 12).map(|i| i * 12).chain([acked_lsn]);
+    for lsn in lsns.filter(|l| *l > 0).map(Lsn) {
         for k in 0..KEYS {
             let key = Key::from_u128(k);
             let got = timeline.get_page(key, lsn).await.ok();
@@ -262,6 +268,10 @@ async fn check_timeline(
                 bad.push(format!("page {k} at {lsn} differs from the model"));
             }
         }
+    }
+    // The load queues an index upload under the new generation: let it land first.
+    if !timeline.wait_uploads(Duration::from_secs(30)).await {
+        bad.push("uploads after recovery did not finish".into());
     }
     bad.extend(check_files(engine));
     // The next ingest, flush with upload, and compaction succeed.
@@ -321,6 +331,17 @@ fn check_files(engine: &SimEngine) -> Vec<String> {
                 if d.len() as u64 == meta.file_size && crc32c::crc32c(d) == meta.checksum => {}
             Some(Some(_)) => bad.push(format!("{object}: {file} is not what the index records")),
             _ => bad.push(format!("{object} references missing {file}")),
+        }
+    }
+    for p in files.keys().filter(|p| p.starts_with(REMOTE)) {
+        if p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(is_temp_file_name)
+        {
+            bad.push(format!(
+                "remote temp object {} left after recovery",
+                p.display()
+            ));
         }
     }
     let local = PathBuf::from(WORKDIR).join(format!("tenants/{t}/timelines/{tl}"));

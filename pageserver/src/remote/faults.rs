@@ -167,6 +167,9 @@ impl RemoteStorage for FaultyStorage {
         })
     }
 
+    fn remove_leftovers<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<usize>> {
+        self.inner.remove_leftovers(prefix)
+    }
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
         let (fault, delay) = (self.fault(), self.delay());
         Box::pin(async move {

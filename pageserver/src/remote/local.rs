@@ -103,6 +103,32 @@ impl LocalFs {
     }
 
     fn list_blocking(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        Ok(self.walk(prefix)?.0)
+    }
+
+    /// Removes the temp files of interrupted puts under `prefix`; fsyncs each directory
+    /// that lost one.
+    fn remove_leftovers_blocking(&self, prefix: &str) -> anyhow::Result<usize> {
+        let temps = self.walk(prefix)?.1;
+        let mut dirs = std::collections::BTreeSet::new();
+        for t in &temps {
+            match self.engine.unlink(t) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("remove {}", t.display())),
+            }
+            dirs.insert(t.parent().expect("below the root").to_path_buf());
+        }
+        for d in dirs {
+            self.engine
+                .fsync_dir(&d)
+                .with_context(|| format!("fsync {}", d.display()))?;
+        }
+        Ok(temps.len())
+    }
+
+    /// The keys under `prefix`, sorted, and the temp files among them.
+    fn walk(&self, prefix: &str) -> anyhow::Result<(Vec<String>, Vec<PathBuf>)> {
         // Walk from the deepest directory the prefix names completely.
         let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);
         let start = if dir_part.is_empty() {
@@ -110,7 +136,7 @@ impl LocalFs {
         } else {
             self.path(dir_part)?
         };
-        let mut out = Vec::new();
+        let (mut out, mut temps) = (Vec::new(), Vec::new());
         let mut stack = vec![(start, dir_part.to_string())];
         while let Some((dir, key_prefix)) = stack.pop() {
             let names = match self.engine.list_dir(&dir) {
@@ -122,9 +148,6 @@ impl LocalFs {
                 let Some(name) = name.to_str().map(str::to_string) else {
                     continue;
                 };
-                if is_temp_file_name(&name) {
-                    continue;
-                }
                 let key = if key_prefix.is_empty() {
                     name.clone()
                 } else {
@@ -136,12 +159,16 @@ impl LocalFs {
                         stack.push((path, key));
                     }
                 } else if key.starts_with(prefix) {
-                    out.push(key);
+                    if is_temp_file_name(&name) {
+                        temps.push(path);
+                    } else {
+                        out.push(key);
+                    }
                 }
             }
         }
         out.sort();
-        Ok(out)
+        Ok((out, temps))
     }
 
     fn delete_blocking(&self, key: &str) -> anyhow::Result<()> {
@@ -187,6 +214,10 @@ impl RemoteStorage for LocalFs {
         let (this, key) = (self.clone(), key.to_string());
         Box::pin(blocking(move || this.delete_blocking(&key)))
     }
+    fn remove_leftovers<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<usize>> {
+        let (this, prefix) = (self.clone(), prefix.to_string());
+        Box::pin(blocking(move || this.remove_leftovers_blocking(&prefix)))
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +225,31 @@ mod tests {
     use super::*;
     use crate::remote::{Created, create_once};
     use layer_format::io::{EngineChoice, open_engine};
+
+    #[tokio::test]
+    async fn leftovers_of_interrupted_puts_are_removed_under_the_prefix_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = LocalFs::new(dir.path(), open_engine(EngineChoice::Std).unwrap()).unwrap();
+        fs.put_if_absent("t/a/obj", Bytes::from_static(b"kept"))
+            .await
+            .unwrap();
+        fs.put_if_absent("u/obj", Bytes::from_static(b"kept"))
+            .await
+            .unwrap();
+        let temps = [
+            dir.path().join("t/a/obj2.0123456789abcdef.___temp"),
+            dir.path().join("t/obj3.0123456789abcdef.___temp"),
+            dir.path().join("u/obj4.0123456789abcdef.___temp"),
+        ];
+        for t in &temps {
+            std::fs::write(t, b"half").unwrap();
+        }
+        assert_eq!(fs.remove_leftovers("t/").await.unwrap(), 2);
+        assert!(!temps[0].exists() && !temps[1].exists());
+        assert!(temps[2].exists(), "outside the prefix");
+        assert_eq!(fs.list("").await.unwrap(), vec!["t/a/obj", "u/obj"]);
+        assert_eq!(fs.remove_leftovers("t/").await.unwrap(), 0);
+    }
 
     #[tokio::test]
     async fn create_once_never_overwrites() {

@@ -42,6 +42,10 @@ pub trait RemoteStorage: Send + Sync + fmt::Debug {
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<String>>>;
     /// Deletes `key` (no error if it is already gone).
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Removes what interrupted puts left under `prefix` (temp files of the local backend;
+    /// nothing on S3, where a put is all or nothing); how many. A put still running elsewhere
+    /// then fails and is retried, never half-visible.
+    fn remove_leftovers<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<usize>>;
 }
 
 /// An object exists with other bytes than a create-only put meant to write.

@@ -144,4 +144,8 @@ impl RemoteStorage for S3 {
             }
         })
     }
+    fn remove_leftovers<'a>(&'a self, _prefix: &'a str) -> BoxFuture<'a, anyhow::Result<usize>> {
+        // Single-part puts: an interrupted one leaves nothing.
+        Box::pin(async { Ok(0) })
+    }
 }

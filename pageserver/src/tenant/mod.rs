@@ -288,6 +288,20 @@ impl TenantManager {
         seq_floors: &BTreeMap<TimelineId, u32>,
     ) -> anyhow::Result<Arc<Tenant>> {
         self.make_tenant_dir(id)?;
+        // Temp objects of puts a crash interrupted (local backend); any attachment still
+        // writing is older and fenced, and retries a put that loses its temp object.
+        let removed = self
+            .storage
+            .remove_leftovers(&format!("{}/", tenant_prefix(id)))
+            .await
+            .context("remove the leftovers of interrupted puts")?;
+        if removed > 0 {
+            crate::metrics::METRICS
+                .reconcile_actions
+                .with_label_values(&["remove_remote_temp"])
+                .inc_by(removed as u64);
+            tracing::info!(tenant_id = %id, removed, "removed temp objects of interrupted puts");
+        }
         let prefix = format!("{}/timelines/", tenant_prefix(id));
         let keys = self.storage.list(&prefix).await.context("list timelines")?;
         let mut by_timeline: BTreeMap<TimelineId, Vec<String>> = BTreeMap::new();

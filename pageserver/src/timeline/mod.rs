@@ -792,7 +792,7 @@ impl Timeline {
             if tokio::time::Instant::now() > deadline {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         true
     }
