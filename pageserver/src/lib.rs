@@ -11,6 +11,8 @@ pub mod pagectl;
 pub mod remote;
 pub mod server;
 pub mod tenant;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod timeline;
 
 pub use index_part;

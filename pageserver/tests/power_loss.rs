@@ -20,6 +20,7 @@
 //!
 //! `POWER_LOSS_SAMPLES` sets the random states per point (default 20), `POWER_LOSS_SEED` the
 //! seed, and `POWER_LOSS_DEBUG=1` prints each point's unsynced operations.
+#![cfg(feature = "testing")]
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"
@@ -489,17 +490,7 @@ async fn every_crash_state_of_the_write_path_recovers() {
     let line = format!(
         "power loss: {states} crash states explored over 3 recorded runs, {distinct} distinct ones recovered and checked, 0 violations"
     );
-    println!("{line}");
-    if let Ok(path) = std::env::var("PAGESERVER_TEST_REPORT") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(f, "{line}");
-        }
-    }
+    pageserver::testing::report(&line);
     assert!(states >= 10_000, "explored {states} crash states");
 }
 

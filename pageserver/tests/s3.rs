@@ -4,6 +4,7 @@
 //!
 //! Uses the server named by `PAGESERVER_TEST_S3_ENDPOINT` (as `scripts/test` sets it), or
 //! starts one for this test binary.
+#![cfg(feature = "testing")]
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"
@@ -18,69 +19,10 @@ use layer_format::{Key, Lsn};
 use pageserver::config::RemoteStorageConfig;
 use pageserver::remote::s3::S3;
 use pageserver::remote::{Conflict, Created, PutOutcome, RemoteStorage, create_once};
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-struct Seaweed {
-    endpoint: String,
-    bucket: String,
-    credentials: (String, String),
-    _owned: Option<OwnedServer>,
-}
-
-/// The data directory of a server this binary started (its watchdog stops it).
-struct OwnedServer(#[allow(dead_code, reason = "kept alive with the server")] tempfile::TempDir);
-
-fn script() -> PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/seaweedfs")
-}
-
-fn seaweed() -> &'static Seaweed {
-    static S: OnceLock<Seaweed> = OnceLock::new();
-    S.get_or_init(|| {
-        let var = |k: &str| {
-            std::env::var(k)
-                .unwrap_or_else(|_| panic!("{k} is set with PAGESERVER_TEST_S3_ENDPOINT"))
-        };
-        if let Ok(endpoint) = std::env::var("PAGESERVER_TEST_S3_ENDPOINT") {
-            return Seaweed {
-                endpoint,
-                bucket: var("PAGESERVER_TEST_S3_BUCKET"),
-                credentials: (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")),
-                _owned: None,
-            };
-        }
-        let dir = tempfile::tempdir().unwrap();
-        // The watchdog stops the server when this test process exits (statics are not dropped).
-        let out = std::process::Command::new(script())
-            .arg("start")
-            .arg(dir.path())
-            .arg(std::process::id().to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "start SeaweedFS: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let vars: std::collections::HashMap<String, String> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .filter_map(|l| {
-                l.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
-            .collect();
-        Seaweed {
-            endpoint: vars["PAGESERVER_TEST_S3_ENDPOINT"].clone(),
-            bucket: vars["PAGESERVER_TEST_S3_BUCKET"].clone(),
-            credentials: (
-                vars["AWS_ACCESS_KEY_ID"].clone(),
-                vars["AWS_SECRET_ACCESS_KEY"].clone(),
-            ),
-            _owned: Some(OwnedServer(dir)),
-        }
-    })
+fn seaweed() -> &'static pageserver::testing::SeaweedFs {
+    pageserver::testing::seaweedfs()
 }
 
 fn prefix() -> String {

@@ -1,25 +1,20 @@
 //! The remote-storage fixture: the same suites run against the local-filesystem backend and
 //! against SeaweedFS, a real S3-compatible server, with a bucket of its own per test.
 //!
-//! The SeaweedFS server is the one `scripts/test` started (it exports
-//! `PAGESERVER_TEST_S3_ENDPOINT`, `PAGESERVER_TEST_S3_DIR` and the credentials), or, when a
-//! test binary runs on its own, one started by `scripts/seaweedfs` for this process (its
-//! watchdog stops it when the process exits). Buckets are created with
-//! `scripts/seaweedfs bucket`, named after the test, and never reused.
+//! The SeaweedFS server is [`pageserver::testing::seaweedfs`]: the one `scripts/test` started,
+//! or one started for this process. Buckets are named after the test and never reused.
 //!
 //! The checker and the oracles read the bucket through the pageserver's own backends
 //! ([`LocalFs`], [`S3`]): listing and reading are all they need.
 
-use anyhow::{Context, bail};
 use bytes::Bytes;
 use layer_format::io::{EngineChoice, open_engine};
 use pageserver::remote::RemoteStorage;
 use pageserver::remote::local::LocalFs;
 use pageserver::remote::s3::S3;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
 
 /// Which backend a suite runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +59,7 @@ impl Remote {
     /// A new, empty bucket on the SeaweedFS server, named after `test`.
     pub fn s3(test: &str) -> Remote {
         static SEQ: AtomicU32 = AtomicU32::new(0);
-        let server = seaweed();
+        let server = pageserver::testing::seaweedfs();
         let clean: String = test
             .chars()
             .map(|c| {
@@ -125,84 +120,4 @@ impl Remote {
     pub async fn get(&self, key: &str) -> anyhow::Result<Option<Bytes>> {
         self.storage.get(key).await
     }
-}
-
-/// The SeaweedFS server of this test process.
-#[derive(Debug)]
-struct Seaweed {
-    endpoint: String,
-    /// Its data directory (where `scripts/seaweedfs bucket` finds its ports).
-    dir: PathBuf,
-    credentials: (String, String),
-    _owned: Option<tempfile::TempDir>,
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/seaweedfs")
-}
-
-impl Seaweed {
-    fn create_bucket(&self, bucket: &str) -> anyhow::Result<()> {
-        let out = std::process::Command::new(script())
-            .arg("bucket")
-            .arg(&self.dir)
-            .arg(bucket)
-            .output()
-            .context("run scripts/seaweedfs bucket")?;
-        if !out.status.success() {
-            bail!(
-                "scripts/seaweedfs bucket {bucket}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
-    }
-}
-
-fn seaweed() -> &'static Seaweed {
-    static S: OnceLock<Seaweed> = OnceLock::new();
-    S.get_or_init(|| {
-        let from_env = |k: &str| std::env::var(k).ok();
-        if let (Some(endpoint), Some(dir)) = (
-            from_env("PAGESERVER_TEST_S3_ENDPOINT"),
-            from_env("PAGESERVER_TEST_S3_DIR"),
-        ) {
-            return Seaweed {
-                endpoint,
-                dir: PathBuf::from(dir),
-                credentials: (
-                    from_env("AWS_ACCESS_KEY_ID").expect("AWS_ACCESS_KEY_ID with the endpoint"),
-                    from_env("AWS_SECRET_ACCESS_KEY")
-                        .expect("AWS_SECRET_ACCESS_KEY with the endpoint"),
-                ),
-                _owned: None,
-            };
-        }
-        let dir = tempfile::tempdir().expect("temp dir");
-        let out = std::process::Command::new(script())
-            .arg("start")
-            .arg(dir.path())
-            .arg(std::process::id().to_string())
-            .output()
-            .expect("run scripts/seaweedfs start");
-        assert!(
-            out.status.success(),
-            "start SeaweedFS: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let vars: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.into(), v.into())))
-            .collect();
-        Seaweed {
-            endpoint: vars["PAGESERVER_TEST_S3_ENDPOINT"].clone(),
-            dir: dir.path().to_path_buf(),
-            credentials: (
-                vars["AWS_ACCESS_KEY_ID"].clone(),
-                vars["AWS_SECRET_ACCESS_KEY"].clone(),
-            ),
-            _owned: Some(dir),
-        }
-    })
 }

@@ -130,6 +130,12 @@ async fn crash_at_every_failpoint(backend: Backend) {
             }
         }
     }
+    // The workload passes every failpoint at least three times: at the default, every phase
+    // must really crash (an `N*off->exit` that never exits would otherwise pass unseen).
+    assert!(
+        phases() > 3 || unreached.is_empty(),
+        "phases not reached: {unreached:?}"
+    );
     test_runner::report(&format!(
         "suite 1, crash at every failpoint ({backend:?}): {} crashes over {} failpoints x up to {} phases; phases the workload does not reach: {}",
         report.len(),

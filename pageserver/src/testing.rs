@@ -1,0 +1,114 @@
+//! Support shared by the tests of this crate and of `test_runner` (builds with the `testing`
+//! feature only): the SeaweedFS server of the S3 tests, and the suite summary.
+
+use anyhow::{Context, bail};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The SeaweedFS server of this test process: the one `scripts/test` started (it exports
+/// `PAGESERVER_TEST_S3_ENDPOINT`, `_BUCKET`, `_DIR` and the credentials), or one started by
+/// `scripts/seaweedfs` for this process, whose watchdog stops it when the process exits.
+#[derive(Debug)]
+pub struct SeaweedFs {
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// The bucket created with the server.
+    pub bucket: String,
+    /// Access key id and secret.
+    pub credentials: (String, String),
+    /// Its data directory (where `scripts/seaweedfs bucket` finds its ports).
+    dir: PathBuf,
+    _owned: Option<tempfile::TempDir>,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/seaweedfs")
+}
+
+impl SeaweedFs {
+    /// Creates bucket `name` (never reused: a second create of a name fails).
+    pub fn create_bucket(&self, name: &str) -> anyhow::Result<()> {
+        let out = std::process::Command::new(script())
+            .arg("bucket")
+            .arg(&self.dir)
+            .arg(name)
+            .output()
+            .context("run scripts/seaweedfs bucket")?;
+        if !out.status.success() {
+            bail!(
+                "scripts/seaweedfs bucket {name}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The server (started on first use).
+pub fn seaweedfs() -> &'static SeaweedFs {
+    static S: OnceLock<SeaweedFs> = OnceLock::new();
+    S.get_or_init(|| {
+        let var = |k: &str| std::env::var(k).ok();
+        if let (Some(endpoint), Some(bucket), Some(dir)) = (
+            var("PAGESERVER_TEST_S3_ENDPOINT"),
+            var("PAGESERVER_TEST_S3_BUCKET"),
+            var("PAGESERVER_TEST_S3_DIR"),
+        ) {
+            return SeaweedFs {
+                endpoint,
+                bucket,
+                credentials: (
+                    var("AWS_ACCESS_KEY_ID").expect("AWS_ACCESS_KEY_ID with the endpoint"),
+                    var("AWS_SECRET_ACCESS_KEY").expect("AWS_SECRET_ACCESS_KEY with the endpoint"),
+                ),
+                dir: PathBuf::from(dir),
+                _owned: None,
+            };
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = std::process::Command::new(script())
+            .arg("start")
+            .arg(dir.path())
+            .arg(std::process::id().to_string())
+            .output()
+            .expect("run scripts/seaweedfs start");
+        assert!(
+            out.status.success(),
+            "start SeaweedFS: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let vars: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.into(), v.into())))
+            .collect();
+        SeaweedFs {
+            endpoint: vars["PAGESERVER_TEST_S3_ENDPOINT"].clone(),
+            bucket: vars["PAGESERVER_TEST_S3_BUCKET"].clone(),
+            credentials: (
+                vars["AWS_ACCESS_KEY_ID"].clone(),
+                vars["AWS_SECRET_ACCESS_KEY"].clone(),
+            ),
+            dir: dir.path().to_path_buf(),
+            _owned: Some(dir),
+        }
+    })
+}
+
+/// Prints a suite's summary line and, when `PAGESERVER_TEST_REPORT` names a file (as
+/// `scripts/test` does), appends it there, so that the counts of every suite appear at the end
+/// of a run even though `cargo test` hides the output of passing tests.
+pub fn report(line: &str) {
+    println!("{line}");
+    if let Ok(path) = std::env::var("PAGESERVER_TEST_REPORT") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
