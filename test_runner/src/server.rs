@@ -389,6 +389,22 @@ impl Pageserver {
         false
     }
 
+    /// Runs the integrity checker on this server's timeline once its upload queue is idle.
+    /// The checker reads a snapshot (list, then index, then layers); a queue still uploading
+    /// a newer index and deleting what it supersedes would move the state under it.
+    pub async fn check_integrity(
+        &self,
+        remote: &crate::remote::Remote,
+    ) -> anyhow::Result<crate::integrity::Integrity> {
+        if !self.wait_uploads_idle(Duration::from_secs(60)).await {
+            bail!(
+                "the upload queue is not idle after 60 s: {:?}",
+                self.info().await
+            );
+        }
+        crate::integrity::check(remote, &self.workdir, TENANT, TIMELINE).await
+    }
+
     /// The page of `key` at `lsn`.
     pub async fn page(&self, key: Key, lsn: Lsn) -> Result<Bytes, HttpError> {
         self.request(

@@ -13,10 +13,10 @@
 
 use layer_format::Lsn;
 use std::time::Duration;
-use test_runner::integrity::{self, History};
+use test_runner::integrity::History;
 use test_runner::model::{Model, workload};
 use test_runner::remote::{Backend, Remote};
-use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of};
+use test_runner::server::{Pageserver, lsn_of};
 
 const KEYS: u128 = 24;
 
@@ -203,7 +203,8 @@ async fn crash_once(backend: Backend, failpoint: &str, phase: u64) -> Option<Str
                 "{failpoint}: {f} after restart: {info}"
             );
         }
-        let found = integrity::check(&remote, &ps.workdir, TENANT, TIMELINE)
+        let found = ps
+            .check_integrity(&remote)
             .await
             .unwrap_or_else(|e| panic!("{failpoint}: {e:#}"));
         history.observe(&remote).await.unwrap();
@@ -219,7 +220,7 @@ async fn crash_once(backend: Backend, failpoint: &str, phase: u64) -> Option<Str
         ps.compact().await.unwrap();
         ps.checkpoint().await.unwrap();
         check_pages(&ps, &model, last).await;
-        integrity::check(&remote, &ps.workdir, TENANT, TIMELINE)
+        ps.check_integrity(&remote)
             .await
             .unwrap_or_else(|e| panic!("{failpoint} after recovery: {e:#}"));
         history.observe(&remote).await.unwrap();

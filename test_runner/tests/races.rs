@@ -26,10 +26,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
-use test_runner::integrity::{self, History};
+use test_runner::integrity::History;
 use test_runner::model::{Model, workload};
 use test_runner::remote::{Backend, Remote};
-use test_runner::server::{HttpError, Pageserver, TENANT, TIMELINE, lsn_of};
+use test_runner::server::{HttpError, Pageserver, lsn_of};
 use tokio::task::JoinHandle;
 
 const KEYS: u128 = 16;
@@ -258,7 +258,8 @@ impl Driver {
             &[cutoff, (cutoff + last) / 2, last],
         )
         .await;
-        integrity::check(&self.remote, &self.ps.workdir, TENANT, TIMELINE)
+        self.ps
+            .check_integrity(&self.remote)
             .await
             .unwrap_or_else(|e| panic!("{what}: {e:#}"));
         self.history.observe(&self.remote).await.unwrap();

@@ -10,10 +10,9 @@ use layer_format::Lsn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use test_runner::integrity;
 use test_runner::model::{Model, workload};
 use test_runner::remote::Remote;
-use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of};
+use test_runner::server::{Pageserver, TENANT, lsn_of};
 use tokio::sync::Mutex;
 
 const KEYS: u128 = 16;
@@ -39,9 +38,7 @@ async fn resend(ps: &Pageserver, model: &Model) -> Result<u64, test_runner::serv
 
 async fn check_integrity(ps: &Pageserver) {
     let remote = Remote::local(&ps.remote_root());
-    integrity::check(&remote, &ps.workdir, TENANT, TIMELINE)
-        .await
-        .unwrap();
+    ps.check_integrity(&remote).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,10 +19,10 @@
 
 use layer_format::Lsn;
 use std::time::Duration;
-use test_runner::integrity::{self, History};
+use test_runner::integrity::History;
 use test_runner::model::{Model, workload};
 use test_runner::remote::{Backend, Remote};
-use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of};
+use test_runner::server::{Pageserver, lsn_of};
 
 const KEYS: u128 = 32;
 
@@ -135,9 +135,7 @@ async fn soak(backend: Backend, default_ops: u64) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     history.observe(&remote).await.unwrap();
-    integrity::check(&remote, &ps.workdir, TENANT, TIMELINE)
-        .await
-        .unwrap();
+    ps.check_integrity(&remote).await.unwrap();
     check_pages(&ps, &model, &[lsn - 1]).await;
 
     // kill -9 and restart on the same faulty store.
@@ -147,9 +145,7 @@ async fn soak(backend: Backend, default_ops: u64) {
     let info = ps.info().await.unwrap();
     assert!(lsn_of(&info, "remote_consistent_lsn") >= acked, "{info}");
     check_pages(&ps, &model, &[acked.0]).await;
-    integrity::check(&remote, &ps.workdir, TENANT, TIMELINE)
-        .await
-        .unwrap();
+    ps.check_integrity(&remote).await.unwrap();
     history.observe(&remote).await.unwrap();
     ps.check_log(&[
         "injected fault",

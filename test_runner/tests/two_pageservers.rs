@@ -9,10 +9,10 @@
 
 use layer_format::Lsn;
 use std::time::Duration;
-use test_runner::integrity::{self, History};
+use test_runner::integrity::History;
 use test_runner::model::{Model, workload};
 use test_runner::remote::{Backend, Remote};
-use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of};
+use test_runner::server::{Pageserver, TENANT, lsn_of};
 
 const KEYS: u128 = 16;
 
@@ -100,9 +100,7 @@ async fn a_second_attachment_fences_the_first(backend: Backend) {
 
     // Every layer the authoritative index references is still there: the stale attachment
     // deleted nothing; and the authoritative index is the second's.
-    let found = integrity::check(&remote, d2.path(), TENANT, TIMELINE)
-        .await
-        .unwrap();
+    let found = ps2.check_integrity(&remote).await.unwrap();
     assert_eq!(
         found.index.generation.0, 2,
         "the first's later uploads are not authoritative: {found:?}"
@@ -119,9 +117,7 @@ async fn a_second_attachment_fences_the_first(backend: Backend) {
     ps2.kill9();
     ps2.start(None).await;
     check_pages(&ps2, &model, &[acked.0, acked.0 + 50]).await;
-    integrity::check(&remote, d2.path(), TENANT, TIMELINE)
-        .await
-        .unwrap();
+    ps2.check_integrity(&remote).await.unwrap();
     history.observe(&remote).await.unwrap();
     drop(stale_model);
     ps1.check_log(&["stale", "newer generation", "request failed", "retrying"])
