@@ -1,5 +1,6 @@
 //! Power-loss simulation (I1-I3, I5, I9): the real write path (generation claim, flushes, the
-//! compaction batch publish, index uploads to the local backend, deletions) runs on the
+//! compaction batch publish, image layers, index uploads to the local backend, deletions, GC,
+//! a reset that drops the local cache) runs on the
 //! simulated filesystem of `layer_format::io::sim`, which records every operation and snapshots
 //! what is durable at each fsync. Every crash state the persistence model allows (every subset
 //! of up to three unsynced operations at each point, torn writes included, plus seeded random
@@ -8,8 +9,9 @@
 //!
 //! * no file under a final name differs from what was published under that name;
 //! * recovery succeeds; once the timeline's creation was acknowledged it is there, with
-//!   `remote_consistent_lsn` at or above the last one acknowledged before the crash, and every
-//!   page at that LSN and at each earlier flush boundary reads back as the model says;
+//!   `remote_consistent_lsn` at or above the last one acknowledged before the crash, a GC
+//!   cutoff no higher, and every page at that LSN and at each earlier flush boundary not below
+//!   the cutoff reads back as the model says;
 //! * no temp object of an interrupted put is left in remote storage;
 //! * every layer of the authoritative index exists remotely with its size and checksum;
 //! * no temp file and no layer outside the index is left locally;
@@ -30,6 +32,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{Model, TENANT, TIMELINE, with_bases, workload};
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use index_part::names::{Generation, LocalFile, TenantId, TimelineId, classify_local};
 use index_part::{IndexPart, ParseMode, select_authoritative};
@@ -49,8 +52,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const KEYS: u128 = 6;
-/// Flushes of the recorded workload; a compaction follows every second one.
-const FLUSHES: usize = 4;
+/// Flushes of the recorded workload; a compaction follows the second and the fourth.
+const FLUSHES: usize = 5;
 const WORKDIR: &str = "/ps";
 const REMOTE: &str = "/remote";
 
@@ -60,7 +63,10 @@ fn conf() -> PageServerConf {
         local_path: PathBuf::from(REMOTE),
     };
     c.compaction_threshold = 2;
-    c.image_creation_threshold = 1000;
+    // Each compaction writes an image layer at the flushed LSN over the L1 it produced; after
+    // the last flush, GC (horizon 0) removes the deltas and images under the newest image.
+    c.image_creation_threshold = 1;
+    c.gc_horizon = 0;
     c.compaction_period = Duration::from_secs(3600);
     c
 }
@@ -137,11 +143,13 @@ fn ids() -> (TenantId, TimelineId) {
 /// What the workload did: the model of every record and the LSNs it wrote.
 struct Recorded {
     engine: SimEngine,
-    model: Model,
+    model: Arc<Model>,
 }
 
 /// The workload, recorded: create tenant and timeline, [`FLUSHES`] flushes with their uploads,
-/// a compaction with its upload and deletions after every second flush. With `fail_fsync`, the `n`th file fsync fails.
+/// a compaction (L1 layers, then an image layer) with its uploads and deletions after the second
+/// and the fourth, GC, and a reset that drops the local cache. With `fail_fsync`, the `n`th file
+/// fsync fails.
 async fn record(variant: Variant, upload: Upload, fail_fsync: Option<u64>) -> Recorded {
     let engine = SimEngine::new(variant);
     let (t, tl) = ids();
@@ -177,18 +185,41 @@ async fn record(variant: Variant, upload: Upload, fail_fsync: Option<u64>) -> Re
         assert!(ok, "the flush succeeds once fsync works again");
         let acked: Lsn = timeline.info().remote_consistent_lsn.parse().unwrap();
         engine.set_acked(acked.0 + 1);
-        if round % 2 == 1 {
+        if round % 2 == 1 && round < 4 {
             engine.set_label(&format!("compaction after flush {round}"));
             let r = timeline.compact().await.unwrap();
             assert_eq!(r.outcome, "compacted");
             assert!(timeline.wait_uploads(Duration::from_secs(30)).await);
         }
     }
+    // GC removes the layers under the newest image (written by the last compaction, below the
+    // last flush): an index with a raised cutoff, then the deletions.
+    engine.set_label("gc");
+    assert!(timeline.gc() > 0, "GC removes the layers under the image");
+    assert!(timeline.wait_uploads(Duration::from_secs(30)).await);
+    // An operator's reset that drops the local cache: local layers removed, the timeline
+    // reloaded from its index under the same generation, a new index uploaded.
+    engine.set_label("reset dropping the cache");
+    let tenant = mgr.reset_tenant(t, true).await.unwrap();
+    let timeline = tenant.timeline(tl).unwrap();
+    assert!(timeline.wait_uploads(Duration::from_secs(30)).await);
+    for k in 0..KEYS {
+        let key = Key::from_u128(k);
+        let last = Lsn(lsn - 1);
+        assert_eq!(
+            timeline.get_page(key, last).await.ok(),
+            model.page(key, last),
+            "page {k} after the reset"
+        );
+    }
     engine.set_label("end");
     engine.end();
     timeline.stop().await;
     mgr.shutdown();
-    Recorded { engine, model }
+    Recorded {
+        engine,
+        model: Arc::new(model),
+    }
 }
 
 /// Checks one crash state; the violations found.
@@ -258,10 +289,17 @@ async fn check_timeline(
         ));
         return bad;
     }
-    // Every page at the acknowledged LSN and at each earlier flush boundary.
+    // GC never cuts above what is durable remotely; reads below its cutoff are refused.
+    let cutoff: Lsn = info.gc_cutoff_lsn.parse().unwrap();
+    if cutoff > remote {
+        bad.push(format!(
+            "gc_cutoff_lsn {cutoff} above remote_consistent_lsn {remote}"
+        ));
+    }
+    // Every page at the acknowledged LSN and at each earlier flush boundary the cutoff allows.
     let acked_lsn = acked.saturating_sub(1);
     let lsns = (1..=acked_lsn / 12).map(|i| i * 12).chain([acked_lsn]);
-    for lsn in lsns.filter(|l| *l > 0).map(Lsn) {
+    for lsn in lsns.filter(|l| *l > 0 && *l >= cutoff.0).map(Lsn) {
         for k in 0..KEYS {
             let key = Key::from_u128(k);
             let got = timeline.get_page(key, lsn).await.ok();
@@ -277,7 +315,8 @@ async fn check_timeline(
     bad.extend(check_files(engine));
     // The next ingest, flush with upload, and compaction succeed.
     let next = remote.0 + 1;
-    let recs = with_bases(workload(next, 12, KEYS, false), model);
+    // Bases from what the recovered timeline holds: records above it were lost with the crash.
+    let recs = with_bases(workload(next, 12, KEYS, false), &model.upto(remote));
     if let Err(e) = timeline
         .ingest(&Bytes::from(encode_ingest(&recs)), None)
         .await
@@ -386,6 +425,10 @@ fn explorer() -> Explorer {
     }
 }
 
+/// Crash states checked at once: each runs its own recovery on its own simulated filesystem,
+/// and part of a check is waiting for its upload queue, so a few in flight keep the cores busy.
+const CHECKS_IN_FLIGHT: usize = 8;
+
 /// Explores every crash state of a recorded run; stops early after `stop_after` violations.
 async fn explore(rec: &Recorded, stop_after: usize) -> Report {
     let ex = explorer();
@@ -396,6 +439,7 @@ async fn explore(rec: &Recorded, stop_after: usize) -> Report {
             .or_default()
             .insert(crc32c::crc32c(&bytes));
     }
+    let published = Arc::new(published);
     let mut report = Report::default();
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
     let points = rec.engine.points();
@@ -423,13 +467,26 @@ async fn explore(rec: &Recorded, stop_after: usize) -> Report {
         let entry = report.per_label.entry(point.label.clone()).or_default();
         entry.0 += 1;
         entry.1 += n;
+        let mut distinct = Vec::new();
         for (image, exhaustive) in states {
             report.exhaustive += usize::from(exhaustive);
-            if !seen.insert((image.content_hash(), point.acked)) {
-                continue;
+            if seen.insert((image.content_hash(), point.acked)) {
+                distinct.push(image);
             }
-            report.distinct += 1;
-            for v in check_state(&image, point.acked, &rec.model, &published).await {
+        }
+        report.distinct += distinct.len();
+        let acked = point.acked;
+        // In order, so that the first violations reported are the first found.
+        let mut checks = futures::stream::iter(distinct)
+            .map(|image| {
+                let (model, published) = (rec.model.clone(), published.clone());
+                AbortOnDrop(tokio::spawn(async move {
+                    check_state(&image, acked, &model, &published).await
+                }))
+            })
+            .buffered(CHECKS_IN_FLIGHT);
+        while let Some(found) = checks.next().await {
+            for v in found {
                 report
                     .violations
                     .push(format!("point {i} ({}): {v}", point.label));
@@ -440,6 +497,27 @@ async fn explore(rec: &Recorded, stop_after: usize) -> Report {
         }
     }
     report
+}
+
+/// A spawned check, aborted if the exploration stops before it is awaited.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = T;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<T> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.expect("a state check panicked"))
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn print(name: &str, r: &Report) {

@@ -184,6 +184,19 @@ impl Model {
         }
     }
 
+    /// The records at or below `lsn`: what a server that has everything up to `lsn` holds.
+    #[allow(dead_code, reason = "not every test binary truncates")]
+    pub fn upto(&self, lsn: Lsn) -> Model {
+        Model {
+            records: self
+                .records
+                .iter()
+                .filter(|((_, l), _)| *l <= lsn)
+                .map(|(k, v)| (*k, v.clone()))
+                .collect(),
+        }
+    }
+
     /// The page, or `None` if the key has no record at or below `lsn`.
     pub fn page(&self, key: Key, lsn: Lsn) -> Option<Bytes> {
         let mut values = Vec::new();
