@@ -79,6 +79,8 @@ enum Upload {
     /// Broken: a layer object is written only after the next index object (the index is
     /// uploaded before its layers).
     IndexBeforeLayers,
+    /// Broken: the layer objects an index drops are deleted before that index is written.
+    DeletesBeforeIndex,
 }
 
 /// Holds layer puts back until the next index put has landed.
@@ -124,12 +126,70 @@ impl RemoteStorage for IndexFirst {
     }
 }
 
+/// Before writing an index object, deletes the layer objects the previous index of the same
+/// timeline referenced and this one does not (the upload queue's own deletions then find
+/// nothing).
+#[derive(Debug)]
+struct DeletesFirst {
+    inner: Arc<dyn RemoteStorage>,
+    referenced: Mutex<HashMap<String, HashSet<String>>>,
+}
+
+impl RemoteStorage for DeletesFirst {
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        data: Bytes,
+    ) -> BoxFuture<'a, anyhow::Result<PutOutcome>> {
+        Box::pin(async move {
+            let Some((prefix, object)) = key.rsplit_once('/') else {
+                return self.inner.put_if_absent(key, data).await;
+            };
+            let Ok(name) = object.parse() else {
+                return self.inner.put_if_absent(key, data).await;
+            };
+            let index = IndexPart::from_json_object(&data, name, ParseMode::Strict)?;
+            let now: HashSet<String> = index
+                .layers
+                .iter()
+                .map(|(n, m)| IndexPart::file_name(n, m).to_string())
+                .collect();
+            let before = self
+                .referenced
+                .lock()
+                .unwrap()
+                .insert(prefix.to_string(), now.clone())
+                .unwrap_or_default();
+            for gone in before.difference(&now) {
+                self.inner.delete(&format!("{prefix}/{gone}")).await?;
+            }
+            self.inner.put_if_absent(key, data).await
+        })
+    }
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Option<Bytes>>> {
+        self.inner.get(key)
+    }
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<String>>> {
+        self.inner.list(prefix)
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        self.inner.delete(key)
+    }
+    fn remove_leftovers<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<usize>> {
+        self.inner.remove_leftovers(prefix)
+    }
+}
+
 async fn start(engine: SimEngine, upload: Upload) -> anyhow::Result<Arc<TenantManager>> {
     let server = PageServer::start_with(conf(), Arc::new(engine), |inner| match upload {
         Upload::Correct => inner,
         Upload::IndexBeforeLayers => Arc::new(IndexFirst {
             inner,
             held: Mutex::default(),
+        }),
+        Upload::DeletesBeforeIndex => Arc::new(DeletesFirst {
+            inner,
+            referenced: Mutex::default(),
         }),
     })
     .await?;
@@ -591,6 +651,11 @@ async fn the_explorer_finds_a_violation_in_each_broken_variant() {
             "index uploaded before its layers",
             Variant::Correct,
             Upload::IndexBeforeLayers,
+        ),
+        (
+            "layers deleted before the index that drops them",
+            Variant::Correct,
+            Upload::DeletesBeforeIndex,
         ),
     ];
     for (name, variant, upload) in variants {
