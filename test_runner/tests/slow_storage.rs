@@ -10,7 +10,7 @@
 //! (no remote object ever changes) and the integrity checker hold throughout and after a
 //! `kill -9` and restart, and every acknowledged page reads back.
 //!
-//! `SOAK_OPS` sets the number of operations (default 150 locally, 100 on S3) and `SOAK_SEED`
+//! `SOAK_OPS` sets the number of operations (default 400 locally, 250 on S3) and `SOAK_SEED`
 //! the seed (printed by every run, so that a failure reproduces from it).
 #![allow(
     clippy::unwrap_used,
@@ -36,12 +36,12 @@ fn env_u64(name: &str) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_against_adversarial_local_storage() {
-    soak(Backend::Local, 150).await;
+    soak(Backend::Local, 400).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_against_adversarial_s3() {
-    soak(Backend::S3, 100).await;
+    soak(Backend::S3, 250).await;
 }
 
 async fn soak(backend: Backend, default_ops: u64) {
