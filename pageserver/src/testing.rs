@@ -29,15 +29,25 @@ fn script() -> PathBuf {
 impl SeaweedFs {
     /// Creates bucket `name` (never reused: a second create of a name fails).
     pub fn create_bucket(&self, name: &str) -> anyhow::Result<()> {
+        self.script("bucket", name)
+    }
+
+    /// Deletes bucket `name` and its objects, freeing its volumes (the server holds a bounded
+    /// number).
+    pub fn delete_bucket(&self, name: &str) -> anyhow::Result<()> {
+        self.script("bucket-delete", name)
+    }
+
+    fn script(&self, verb: &str, name: &str) -> anyhow::Result<()> {
         let out = std::process::Command::new(script())
-            .arg("bucket")
+            .arg(verb)
             .arg(&self.dir)
             .arg(name)
             .output()
-            .context("run scripts/seaweedfs bucket")?;
+            .with_context(|| format!("run scripts/seaweedfs {verb}"))?;
         if !out.status.success() {
             bail!(
-                "scripts/seaweedfs bucket {name}: {}{}",
+                "scripts/seaweedfs {verb} {name}: {}{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );

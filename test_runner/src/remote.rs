@@ -2,7 +2,9 @@
 //! against SeaweedFS, a real S3-compatible server, with a bucket of its own per test.
 //!
 //! The SeaweedFS server is [`pageserver::testing::seaweedfs`]: the one `scripts/test` started,
-//! or one started for this process. Buckets are named after the test and never reused.
+//! or one started for this process. Buckets are named after the test and never reused; a
+//! bucket is deleted when the last clone of its [`Remote`] is dropped, unless the test is
+//! panicking (its objects stay for the post-mortem).
 //!
 //! The checker and the oracles read the bucket through the pageserver's own backends
 //! ([`LocalFs`], [`S3`]): listing and reading are all they need.
@@ -37,6 +39,23 @@ pub struct Remote {
     /// The directory of a local backend.
     pub local_root: Option<PathBuf>,
     storage: Arc<dyn RemoteStorage>,
+    _bucket: Option<Arc<Bucket>>,
+}
+
+/// A bucket of this test on the SeaweedFS server, deleted on drop.
+#[derive(Debug)]
+struct Bucket(String);
+
+impl Drop for Bucket {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("bucket {} kept for the post-mortem", self.0);
+            return;
+        }
+        if let Err(e) = pageserver::testing::seaweedfs().delete_bucket(&self.0) {
+            eprintln!("bucket {} not deleted: {e:#}", self.0);
+        }
+    }
 }
 
 impl Remote {
@@ -53,6 +72,7 @@ impl Remote {
             env: Vec::new(),
             local_root: Some(root.to_path_buf()),
             storage: Arc::new(storage),
+            _bucket: None,
         }
     }
 
@@ -98,6 +118,7 @@ impl Remote {
             ],
             local_root: None,
             storage: Arc::new(storage),
+            _bucket: Some(Arc::new(Bucket(bucket))),
         }
     }
 
