@@ -7,7 +7,7 @@
 )]
 
 use index_part::names::{Generation, LayerName, TenantId, TimelineId};
-use index_part::{IndexPart, LayerMetadata, ParseMode, TimelineMetadata};
+use index_part::{IndexPart, LayerMetadata, Level, ParseMode, TimelineMetadata};
 use layer_format::{Key, Lsn};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -53,6 +53,7 @@ fn main() {
             file_size: 128 << 20,
             generation: Generation(1 + (i % 12) as u32),
             checksum: i as u32,
+            level: name.is_delta().then_some(Level::L1),
         };
         index.layers.insert(name, meta);
     }

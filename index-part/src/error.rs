@@ -87,6 +87,14 @@ pub enum IndexError {
         /// The size recorded.
         size: i64,
     },
+    /// A layer's level is missing, on the wrong kind of layer, or breaks its rule.
+    #[error("layer {name}: {reason}")]
+    BadLevel {
+        /// The layer.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A rule between top-level fields is broken.
     #[error("{0}")]
     Inconsistent(String),

@@ -7,8 +7,8 @@
 
 use crate::error::IndexError;
 use crate::names::{Generation, IndexObjectName, LayerName, TenantId, TimelineId};
-use crate::schema::{IndexPart, LATEST_VERSION, LayerMetadata, TimelineMetadata};
-use layer_format::Lsn;
+use crate::schema::{IndexPart, LATEST_VERSION, LayerMetadata, Level, TimelineMetadata};
+use layer_format::{Key, Lsn};
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use std::collections::BTreeMap;
@@ -49,6 +49,8 @@ struct RawLayer {
     file_size: i64,
     generation: u32,
     checksum: u32,
+    #[serde(default)]
+    level: Option<u8>,
 }
 
 /// The layers object as a list, so that a name given twice is seen.
@@ -152,6 +154,13 @@ impl IndexPart {
         if raw.version < 2 && raw.gc_cutoff_lsn.is_some() {
             unknown.push("gc_cutoff_lsn".to_string());
         }
+        if raw.version < 3 {
+            for (name, layer) in &raw.layers.0 {
+                if layer.level.is_some() {
+                    unknown.push(format!("layers.{name}.level"));
+                }
+            }
+        }
         if mode == ParseMode::Strict
             && let Some(path) = unknown.into_iter().next()
         {
@@ -183,6 +192,7 @@ impl IndexPart {
 }
 
 fn convert(raw: Raw) -> Result<IndexPart, IndexError> {
+    let version = raw.version;
     let mut layers = BTreeMap::new();
     for (name, l) in raw.layers.0 {
         let layer: LayerName = name
@@ -199,14 +209,41 @@ fn convert(raw: Raw) -> Result<IndexPart, IndexError> {
                 size: l.file_size,
             });
         }
+        let level = match (version >= 3, l.level, layer.is_delta()) {
+            // Read as an older version: inferred below, once every layer is known.
+            (false, _, _) => None,
+            (true, None, false) => None,
+            (true, Some(n), true) => {
+                Some(Level::from_number(n).ok_or_else(|| IndexError::BadLevel {
+                    name: name.clone(),
+                    reason: format!("level {n}; a delta layer is level 0 or 1"),
+                })?)
+            }
+            (true, None, true) => {
+                return Err(IndexError::BadLevel {
+                    name,
+                    reason: format!("a delta layer of a version {version} index needs a level"),
+                });
+            }
+            (true, Some(n), false) => {
+                return Err(IndexError::BadLevel {
+                    name,
+                    reason: format!("level {n} on an image layer, which has none"),
+                });
+            }
+        };
         let meta = LayerMetadata {
             file_size: l.file_size as u64,
             generation: Generation(l.generation),
             checksum: l.checksum,
+            level,
         };
         if layers.insert(layer, meta).is_some() {
             return Err(IndexError::DuplicateLayer { name });
         }
+    }
+    if version < 3 {
+        infer_levels(&mut layers);
     }
     Ok(IndexPart {
         generation: Generation(raw.generation),
@@ -231,4 +268,23 @@ fn convert(raw: Raw) -> Result<IndexPart, IndexError> {
         },
         deleted_at: raw.deleted_at.map(|v| time("deleted_at", &v)).transpose()?,
     })
+}
+
+/// Levels of an index written before version 3 recorded them (see the version history in
+/// `schema.rs`): a partial-key delta is L1; a whole-key-space delta is L0 unless a partial-key
+/// delta lies at or above its end.
+fn infer_levels(layers: &mut BTreeMap<LayerName, LayerMetadata>) {
+    let whole = |n: &LayerName| n.key_range().start == Key::MIN && n.key_range().end == Key::MAX;
+    let highest_partial_start = layers
+        .keys()
+        .filter(|n| n.is_delta() && !whole(n))
+        .map(|n| n.lsn_range().start)
+        .max();
+    for (name, meta) in layers.iter_mut() {
+        if !name.is_delta() {
+            continue;
+        }
+        let l0 = whole(name) && highest_partial_start.is_none_or(|s| s < name.lsn_range().end);
+        meta.level = Some(if l0 { Level::L0 } else { Level::L1 });
+    }
 }

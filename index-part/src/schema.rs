@@ -7,6 +7,13 @@
 //!    `{ file_size, generation, checksum }` (`checksum` is the layer file's whole-file CRC32C).
 //! 2. Adds `gc_cutoff_lsn` (optional; absent means GC has never run): reads below it are no
 //!    longer served after a restart.
+//! 3. Adds `level` to every delta layer: `0` for an L0 layer (written by a flush, covering the
+//!    whole key space), `1` for an L1 layer (written by a compaction). Image layers have none.
+//!    Compaction chooses its inputs by this recorded level, never by the key range (an L1
+//!    compaction with a single output covers the whole key space too). Indexes of versions 1
+//!    and 2 get their levels inferred when parsed: a delta that does not cover the whole key
+//!    space is L1; one that does is L0, unless a partial-key delta lies at or above its end
+//!    (every L0 lies above every L1, so that one was written by a compaction).
 //!
 //! A field added by a later version is optional and defaults to what the earlier versions
 //! meant; a version above [`LATEST_VERSION`] is refused, never read as an older one. LSNs are
@@ -22,7 +29,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The newest version this build reads, and the one it writes.
-pub const LATEST_VERSION: u32 = 2;
+pub const LATEST_VERSION: u32 = 3;
 
 /// One timeline's index: which layers exist, and what the timeline is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +57,37 @@ pub struct LayerMetadata {
     pub generation: Generation,
     /// CRC32C of the whole file.
     pub checksum: u32,
+    /// How a delta layer was produced (version 3; inferred for older versions); `None` for an
+    /// image layer.
+    pub level: Option<Level>,
+}
+
+/// How a delta layer was produced, which decides what compaction may do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// Written by a flush: covers the whole key space; compacted into L1 layers.
+    L0,
+    /// Written by a compaction.
+    L1,
+}
+
+impl Level {
+    /// The number written in the index.
+    pub fn number(self) -> u8 {
+        match self {
+            Level::L0 => 0,
+            Level::L1 => 1,
+        }
+    }
+
+    /// The level written as `n` in the index.
+    pub fn from_number(n: u8) -> Option<Level> {
+        match n {
+            0 => Some(Level::L0),
+            1 => Some(Level::L1),
+            _ => None,
+        }
+    }
 }
 
 /// What a server needs to restart a timeline from its index alone.
@@ -139,6 +177,8 @@ struct OutLayer {
     file_size: u64,
     generation: u32,
     checksum: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    level: Option<u8>,
 }
 
 struct OutLayers<'a>(&'a BTreeMap<LayerName, LayerMetadata>);
@@ -152,6 +192,7 @@ impl Serialize for OutLayers<'_> {
                     file_size: m.file_size,
                     generation: m.generation.0,
                     checksum: m.checksum,
+                    level: m.level.map(Level::number),
                 },
             )
         }))

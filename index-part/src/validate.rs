@@ -1,12 +1,15 @@
 //! The rules every index obeys, checked on every read and before every write.
 
 use crate::error::IndexError;
-use crate::schema::IndexPart;
-use layer_format::Lsn;
+use crate::schema::{IndexPart, Level};
+use layer_format::{Key, Lsn};
 
 impl IndexPart {
     /// Checks the rules between fields: generations from 1 and no layer's above the index's,
-    /// sizes above zero, no layer above `disk_consistent_lsn`, GC cutoff at or below it.
+    /// sizes above zero, a level on every delta layer and on no image layer (L0 layers cover
+    /// the whole key space), no layer above `disk_consistent_lsn`, GC cutoff at or below it.
+    /// How layers relate to each other (the layer map's structural invariant) is the
+    /// pageserver's to check.
     pub fn validate(&self) -> Result<(), IndexError> {
         if self.generation.0 == 0 {
             return Err(IndexError::Inconsistent(
@@ -30,6 +33,29 @@ impl IndexPart {
                     name: name(),
                     size: 0,
                 });
+            }
+            match (layer.is_delta(), meta.level) {
+                (true, None) => {
+                    return Err(IndexError::BadLevel {
+                        name: name(),
+                        reason: "a delta layer needs a level".into(),
+                    });
+                }
+                (false, Some(_)) => {
+                    return Err(IndexError::BadLevel {
+                        name: name(),
+                        reason: "an image layer has no level".into(),
+                    });
+                }
+                (true, Some(Level::L0))
+                    if *layer.key_range() != (Key::MIN..Key::MAX) =>
+                {
+                    return Err(IndexError::BadLevel {
+                        name: name(),
+                        reason: "an L0 layer covers the whole key space".into(),
+                    });
+                }
+                _ => {}
             }
             let lsn_end = layer.lsn_range().end;
             if lsn_end > lsn_limit {
