@@ -20,5 +20,7 @@ mod validate;
 pub use error::{IndexError, SelectError};
 pub use names::{Generation, IndexObjectName, LayerFileName, LayerName, TenantId, TimelineId};
 pub use parse::ParseMode;
-pub use schema::{IndexPart, LATEST_VERSION, LayerMetadata, Level, TimelineMetadata, whole_seconds};
+pub use schema::{
+    IndexPart, LATEST_VERSION, LayerMetadata, Level, TimelineMetadata, whole_seconds,
+};
 pub use select::{Selection, select_authoritative};

@@ -47,9 +47,7 @@ impl IndexPart {
                         reason: "an image layer has no level".into(),
                     });
                 }
-                (true, Some(Level::L0))
-                    if *layer.key_range() != (Key::MIN..Key::MAX) =>
-                {
+                (true, Some(Level::L0)) if *layer.key_range() != (Key::MIN..Key::MAX) => {
                     return Err(IndexError::BadLevel {
                         name: name(),
                         reason: "an L0 layer covers the whole key space".into(),

@@ -79,7 +79,9 @@ fn an_old_version_is_rewritten_as_the_latest() {
 
 #[test]
 fn a_newer_version_is_refused_not_misread() {
-    let same_shape = edit(LATEST_VERSION, |v| v["version"] = (LATEST_VERSION + 1).into());
+    let same_shape = edit(LATEST_VERSION, |v| {
+        v["version"] = (LATEST_VERSION + 1).into()
+    });
     assert_eq!(
         strict(&same_shape),
         Err(IndexError::UnsupportedVersion {
@@ -140,16 +142,25 @@ fn version_3_records_levels_and_older_versions_get_them_inferred() {
     let whole_l1 = v3
         .layers
         .iter()
-        .find(|(n, _)| n.is_delta() && *n.key_range() == (Key::MIN..Key::MAX) && n.lsn_range().start == Lsn(1))
+        .find(|(n, _)| {
+            n.is_delta() && *n.key_range() == (Key::MIN..Key::MAX) && n.lsn_range().start == Lsn(1)
+        })
         .unwrap();
     assert_eq!(whole_l1.1.level, Some(Level::L1));
-    assert!(levels.iter().all(|(delta, level)| *delta == level.is_some()));
+    assert!(
+        levels
+            .iter()
+            .all(|(delta, level)| *delta == level.is_some())
+    );
     assert_eq!(strict(&v3.to_json().unwrap()).unwrap(), v3);
 
     // Older versions: a partial-key delta is L1; a whole-key-space delta is L0 unless a
     // partial-key delta lies at or above its end.
     let k = |v: u128| Key::from_u128(v).to_string();
-    let (full, part) = (format!("{}-{}", Key::MIN, Key::MAX), format!("{}-{}", k(0), k(9)));
+    let (full, part) = (
+        format!("{}-{}", Key::MIN, Key::MAX),
+        format!("{}-{}", k(0), k(9)),
+    );
     let old = edit(2, |v| {
         v["layers"] = serde_json::json!({
             format!("{full}__0000000000000001-0000000000000010"): { "file_size": 1, "generation": 1, "checksum": 0 },
@@ -168,7 +179,11 @@ fn version_3_records_levels_and_older_versions_get_them_inferred() {
     by_start.sort();
     assert_eq!(
         by_start,
-        vec![(0x1, Some(Level::L1)), (0x10, Some(Level::L1)), (0x20, Some(Level::L0))]
+        vec![
+            (0x1, Some(Level::L1)),
+            (0x10, Some(Level::L1)),
+            (0x20, Some(Level::L0))
+        ]
     );
 }
 

@@ -66,6 +66,10 @@ pub struct PageServerConf {
     pub gc_horizon: u64,
     /// Faults injected into remote storage (builds with the `testing` feature only).
     pub remote_storage_faults: Option<crate::remote::faults::FaultConfig>,
+    /// A deliberately broken variant of the layer-map logic (tests only; no config file can
+    /// set it).
+    #[cfg(feature = "testing")]
+    pub layer_map_mutation: Option<crate::timeline::mutation::Mutation>,
 }
 
 #[derive(Deserialize, Default)]
@@ -112,6 +116,8 @@ impl PageServerConf {
             compaction_period: Duration::from_secs(20),
             gc_horizon: 64 << 20,
             remote_storage_faults: None,
+            #[cfg(feature = "testing")]
+            layer_map_mutation: None,
         }
     }
 

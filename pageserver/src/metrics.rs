@@ -26,8 +26,13 @@ pub struct Metrics {
     pub compactions: IntCounterVec,
     /// Leftovers of earlier compaction attempts moved to `lost+found/`.
     pub compaction_leftovers: IntCounter,
-    /// Compaction outputs not produced because the layer map already had them.
-    pub compaction_duplicates: IntCounter,
+    /// Changes the layer map refused, by change (`load`, `flush`, `compaction`, `images`, `gc`,
+    /// `remove`) and reason (`duplicate`, `input_gone`, `invariant`). A refused change changes
+    /// nothing.
+    pub layer_map_rejected: IntCounterVec,
+    /// Failed unlinks or directory fsyncs while deleting local layer files (the file is then a
+    /// leftover that reconciliation removes).
+    pub local_delete_errors: IntCounter,
     /// Layers removed by GC.
     pub gc_removed_layers: IntCounter,
     /// Image layers created.
@@ -113,10 +118,16 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "pageserver_compaction_leftovers_quarantined_total",
             "Leftovers of earlier compaction attempts quarantined",
         ),
-        compaction_duplicates: counter(
+        layer_map_rejected: counter_vec(
             &r,
-            "pageserver_compaction_duplicate_outputs_total",
-            "Compaction outputs already in the layer map",
+            "pageserver_layer_map_rejected_changes_total",
+            "Changes the layer map refused (nothing changed), by change and reason",
+            &["change", "reason"],
+        ),
+        local_delete_errors: counter(
+            &r,
+            "pageserver_local_delete_errors_total",
+            "Failed unlinks or directory fsyncs while deleting local layer files",
         ),
         gc_removed_layers: counter(
             &r,

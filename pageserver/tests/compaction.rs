@@ -242,7 +242,12 @@ async fn regression_reftable_race_install_uses_the_current_map() {
         .filter(|n| *n.key_range() == (Key::MIN..Key::MAX))
         .max_by_key(|n| n.lsn_range().start)
         .unwrap();
-    assert_eq!(timeline.remove_layers(std::slice::from_ref(&newest_l0)), 1);
+    assert_eq!(
+        timeline
+            .remove_layers(std::slice::from_ref(&newest_l0))
+            .unwrap(),
+        1
+    );
     configure("compaction-after-output", "off").unwrap();
     let (s, v) = compaction.await.unwrap();
     assert_eq!(

@@ -61,7 +61,7 @@ async fn deletions_wait_for_the_index_and_respect_generations() {
 
     // 1. While the index upload fails, nothing is deleted.
     configure("upload-index-before", "return").unwrap();
-    assert_eq!(tl.remove_layers(&names[..1]), 1);
+    assert_eq!(tl.remove_layers(&names[..1]).unwrap(), 1);
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(
@@ -94,7 +94,7 @@ async fn deletions_wait_for_the_index_and_respect_generations() {
     // 3. A newer generation exists: the index is uploaded but nothing is deleted.
     let newer = claim_generation(&*storage, tenant).await.unwrap();
     assert!(newer > generation);
-    assert_eq!(tl.remove_layers(&names[1..2]), 1);
+    assert_eq!(tl.remove_layers(&names[1..2]).unwrap(), 1);
     assert!(tl.wait_uploads(Duration::from_secs(30)).await);
     assert!(
         storage.get(&key_of(&names[1])).await.unwrap().is_some(),

@@ -77,7 +77,7 @@ async fn images_then_gc() {
     let (t, tl): (TenantId, TimelineId) = (TENANT.parse().unwrap(), TIMELINE.parse().unwrap());
     let timeline = ts.server.tenants.get(t).unwrap().timeline(tl).unwrap();
     let before = timeline.layer_names().len();
-    let removed = timeline.gc();
+    let removed = timeline.gc().unwrap();
     assert!(removed > 0, "the deltas under the images are removable");
     assert_eq!(timeline.layer_names().len(), before - removed);
     let cutoff = lsn - 1 - 30;

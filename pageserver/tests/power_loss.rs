@@ -255,7 +255,10 @@ async fn record(variant: Variant, upload: Upload, fail_fsync: Option<u64>) -> Re
     // GC removes the layers under the newest image (written by the last compaction, below the
     // last flush): an index with a raised cutoff, then the deletions.
     engine.set_label("gc");
-    assert!(timeline.gc() > 0, "GC removes the layers under the image");
+    assert!(
+        timeline.gc().unwrap() > 0,
+        "GC removes the layers under the image"
+    );
     assert!(timeline.wait_uploads(Duration::from_secs(30)).await);
     // An operator's reset that drops the local cache: local layers removed, the timeline
     // reloaded from its index under the same generation, a new index uploaded.

@@ -96,9 +96,10 @@ async fn run(seed: u64, steps: u64) -> (u64, u64, u64, u64) {
     let target = rng.range(32, 128) * 1024;
     let threshold = rng.range(2, 4);
     let image_threshold = rng.range(1, 3);
-    let horizon = rng.range(0, 600);
     let distance = rng.range(128, 384) * 1024;
     let batch = rng.range(20, 60);
+    // A few ingests' worth: GC has something to cut within the run.
+    let horizon = rng.range(0, 8) * batch;
     println!(
         "layer map seed {seed} (reproduce with LAYER_MAP_SEED={seed} LAYER_MAP_RUNS=1): target {target}, threshold {threshold}, image threshold {image_threshold}, horizon {horizon}, distance {distance}, batch {batch}"
     );

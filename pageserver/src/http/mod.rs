@@ -318,7 +318,7 @@ async fn gc(
 ) -> ApiResult<Response> {
     let (_, timeline) = lookup(&s, &t, &tl)?;
     let _span = tracing::info_span!("gc", tenant_id = %timeline.tenant_id, timeline_id = %timeline.timeline_id).entered();
-    let removed = timeline.gc();
+    let removed = timeline.gc().map_err(|e| ApiError::internal(&e))?;
     Ok(Json(serde_json::json!({
         "removed": removed,
         "gc_cutoff_lsn": timeline.info().gc_cutoff_lsn,

@@ -1,40 +1,43 @@
 //! Compaction: L0 delta layers merged into key-partitioned L1 delta layers, published as one
 //! batch and installed against the current layer map (I6, I7).
 //!
-//! 1. Inputs: every L0 layer (key range `[MIN, MAX)`), once there are `compaction_threshold`.
+//! 1. Inputs: the oldest L0 layers by recorded level, in LSN order, as far as they are in
+//!    remote storage ([`LayerMap::l0_run`](super::LayerMap::l0_run)), once there are
+//!    `compaction_threshold`. Every L1 layer lies below every L0 layer, so the outputs' LSN
+//!    range (first input's start to last input's end) overlaps no other delta layer.
 //! 2. A k-way merge streams the inputs in `(key, lsn)` order (a leaf and a 256 KiB read-ahead
 //!    window per input) into L1 writers, each cut at a key boundary once it holds
 //!    `compaction_target_size` bytes; together the outputs tile the key space. Every output
 //!    stays a temp file until all are finished (failpoint `compaction-after-output` after each).
-//!    An output whose name is already in the layer map would duplicate it and is not produced.
 //! 3. Publish all outputs as one batch (one rename each, one directory fsync). A file already
 //!    under an output's name: if that name is in the layer map, a duplicate — the compaction
 //!    fails and neither file is touched; if not, a leftover of an earlier attempt — moved to
 //!    `lost+found/`, counted, and the batch published again. Then failpoint
 //!    `compaction-after-publish`; a failure there removes every published output.
-//! 4. Install under the `layers` write lock: if an input has left the layer map meanwhile
-//!    (another job, GC, reset), the outputs are removed and the compaction is abandoned;
-//!    otherwise inputs out, outputs in, and the index derived from the map as it is now, so
-//!    layers flushed meanwhile stay. Then the uploads (outputs, index, deletion of the inputs'
-//!    objects) are queued, and the inputs' local files removed.
+//! 4. Install through [`Timeline::install`] ([`Change::Compaction`]), against the layer map as
+//!    it is now: if an input has left the map meanwhile (another job, GC, reset), the outputs
+//!    are removed and the compaction is abandoned; an output already in the map (a duplicate)
+//!    changes nothing, its inputs stay and the compaction fails; otherwise inputs out, outputs
+//!    in, the index derived from the map, the uploads (outputs, index, deletion of the inputs'
+//!    objects) queued, and the inputs' local files removed.
 //!
 //! 5. Then image layers where deltas stack up (`images.rs`); they count as outputs.
 //!
 //! A failed compaction leaves nothing behind, so its retry always makes progress. A compaction
 //! of a timeline stopped meanwhile (reset, detach) installs nothing and removes nothing.
 
-use super::publish::publish_layers;
+use super::install::Stopped;
+use super::layer_map::{ApplyError, Change};
+use super::publish::{publish_layers, remove_files};
 use super::{LayerHandle, Timeline};
 use crate::metrics::METRICS;
-use crate::remote::upload_queue::UploadOp;
 use anyhow::Context;
-use index_part::LayerMetadata;
-use index_part::names::{LayerFileName, LayerName};
+use index_part::{LayerMetadata, Level};
 use layer_format::io::IoEngine;
 use layer_format::{DeltaLayerWriter, FinishedLayer, Key, LayerInfo, LayerReader, Lsn, Value};
 use serde::Serialize;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::BinaryHeap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,11 +56,6 @@ pub struct CompactionResult {
     pub leftovers_quarantined: usize,
 }
 
-/// Whether a layer is an L0 delta layer (covers the whole key space).
-pub(super) fn is_l0(name: &LayerName) -> bool {
-    name.is_delta() && *name.key_range() == (Key::MIN..Key::MAX)
-}
-
 /// Bytes a record adds to an output: blob header, value, index entry.
 fn record_cost(v: &Value) -> u64 {
     (8 + v.encoded_len() + 32) as u64
@@ -71,7 +69,6 @@ fn merge(
     readers: &[Arc<LayerReader>],
     lsn_range: Range<Lsn>,
     target_size: u64,
-    existing: &HashSet<LayerName>,
 ) -> anyhow::Result<Vec<FinishedLayer>> {
     let mut iters: Vec<_> = readers.iter().map(|r| r.iter(Key::MIN..Key::MAX)).collect();
     let mut heads: Vec<Option<Value>> = vec![None; iters.len()];
@@ -92,14 +89,7 @@ fn merge(
                   end: Option<Key>,
                   outputs: &mut Vec<FinishedLayer>|
      -> anyhow::Result<()> {
-        let f = w.finish_unpublished(end)?;
-        if existing.contains(&f.info.file_name.layer) {
-            // The same key and LSN range is already a layer of the map: not produced again.
-            tracing::info!(layer = %f.info.file_name, "output duplicates a layer in the map; not produced");
-            METRICS.compaction_duplicates.inc();
-            return Ok(());
-        }
-        outputs.push(f);
+        outputs.push(w.finish_unpublished(end)?);
         fail::fail_point!("compaction-after-output", |_| anyhow::bail!(
             "failpoint compaction-after-output"
         ));
@@ -146,32 +136,6 @@ fn after_publish() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes files this compaction published. A stopped timeline (reset, detach) removes
-/// nothing: its successor may own the directory by now, and whatever is left is a leftover
-/// that reconciliation or the next compaction accounts for.
-fn remove_files(
-    engine: &Arc<dyn IoEngine>,
-    dir: &Path,
-    paths: &[PathBuf],
-    stopped: &std::sync::atomic::AtomicBool,
-) {
-    if stopped.load(Ordering::SeqCst) {
-        tracing::info!(
-            files = paths.len(),
-            "timeline stopped; compaction files left for its successor to account for"
-        );
-        return;
-    }
-    for p in paths {
-        if let Err(e) = engine.unlink(p) {
-            tracing::warn!(path = %p.display(), "remove compaction output: {e}");
-        }
-    }
-    if let Err(e) = engine.fsync_dir(dir) {
-        tracing::warn!(dir = %dir.display(), "fsync after removing compaction outputs: {e}");
-    }
-}
-
 impl Timeline {
     /// Runs one compaction (see the module doc).
     pub async fn compact(self: &Arc<Self>) -> anyhow::Result<CompactionResult> {
@@ -198,22 +162,15 @@ impl Timeline {
     }
 
     async fn compact_inner(self: &Arc<Self>) -> anyhow::Result<CompactionResult> {
-        let (inputs, existing, in_map) = {
+        let (inputs, in_map) = {
             let l = self.layers.read().expect("not poisoned");
             // Only layers already in remote storage: an input's local file is removed after
             // the install, and a queued upload still needs to read it.
             let uploads = self.uploads.state();
-            let mut inputs: Vec<Arc<LayerHandle>> = l
-                .map
-                .values()
-                .filter(|h| is_l0(&h.name) && uploads.is_uploaded(&h.file_name()))
-                .cloned()
-                .collect();
-            inputs.sort_by_key(|h| h.name.lsn_range().start);
-            let existing: HashSet<LayerName> = l.map.keys().cloned().collect();
-            let in_map: HashSet<String> =
-                l.map.values().map(|h| h.file_name().to_string()).collect();
-            (inputs, existing, in_map)
+            let inputs = l.map.l0_run(|h| uploads.is_uploaded(&h.file_name()));
+            let in_map: std::collections::HashSet<String> =
+                l.map.layers().map(|h| h.file_name().to_string()).collect();
+            (inputs, in_map)
         };
         if inputs.len() < self.conf.compaction_threshold.max(2) {
             return Ok(CompactionResult {
@@ -246,9 +203,7 @@ impl Timeline {
         let stopped = self.shut_down.clone();
         let (infos, paths, quarantined) = tokio::task::spawn_blocking(
             move || -> anyhow::Result<(Vec<LayerInfo>, Vec<PathBuf>, usize)> {
-                let outputs = merge(
-                    &engine, &dir, generation, &readers, lsn_range, target, &existing,
-                )?;
+                let outputs = merge(&engine, &dir, generation, &readers, lsn_range, target)?;
                 let infos: Vec<LayerInfo> = outputs.iter().map(|o| o.info.clone()).collect();
                 if stopped.load(Ordering::SeqCst) {
                     anyhow::bail!("timeline stopped during compaction; outputs dropped");
@@ -269,53 +224,45 @@ impl Timeline {
         .await
         .context("compaction task panicked")??;
 
-        // Install against the layer map as it is now (I6).
-        {
-            let mut l = self.layers.write().expect("not poisoned");
-            let intact = inputs
-                .iter()
-                .all(|h| l.map.get(&h.name).is_some_and(|m| Arc::ptr_eq(m, h)));
-            if !intact || self.shut_down.load(Ordering::SeqCst) {
-                drop(l);
-                remove_files(&self.src.engine, &self.dir, &paths, &self.shut_down);
-                tracing::info!("an input left the layer map during compaction; outputs abandoned");
-                return Ok(CompactionResult {
-                    outcome: "abandoned",
-                    inputs: inputs.len(),
-                    outputs: 0,
-                    leftovers_quarantined: quarantined,
-                });
-            }
-            let mut index = self.index.lock().expect("not poisoned");
-            for h in &inputs {
-                l.map.remove(&h.name);
-                index.layers.remove(&h.name);
-            }
-            for info in &infos {
+        // Install against the layer map as it is now (I6, I10).
+        let outputs: Vec<Arc<LayerHandle>> = infos
+            .iter()
+            .map(|info| {
                 let meta = LayerMetadata {
                     file_size: info.size_bytes,
                     generation: self.generation,
                     checksum: info.checksum,
+                    level: Some(Level::L1),
                 };
-                let name = info.file_name.layer.clone();
-                l.map.insert(
-                    name.clone(),
-                    Arc::new(LayerHandle::new(name.clone(), meta, &self.dir)),
-                );
-                index.layers.insert(name, meta);
-                self.uploads.push(UploadOp::Layer {
-                    file_name: info.file_name.clone(),
-                    path: info.path.clone(),
+                Arc::new(LayerHandle::new(
+                    info.file_name.layer.clone(),
                     meta,
-                });
+                    &self.dir,
+                ))
+            })
+            .collect();
+        let change = Change::Compaction {
+            inputs: inputs.clone(),
+            outputs,
+        };
+        if let Err(e) = self.install(|_| Some(change), None) {
+            remove_files(&self.src.engine, &self.dir, &paths, &self.shut_down);
+            let abandoned = e.is::<Stopped>()
+                || matches!(
+                    e.downcast_ref::<ApplyError>(),
+                    Some(ApplyError::InputGone(_))
+                );
+            if !abandoned {
+                return Err(e.context("install the compaction"));
             }
-            self.queue_index_upload(&index);
-            let removed: Vec<LayerFileName> = inputs.iter().map(|h| h.file_name()).collect();
-            self.uploads.push(UploadOp::Delete { layers: removed });
+            tracing::info!("an input left the layer map during compaction; outputs abandoned: {e}");
+            return Ok(CompactionResult {
+                outcome: "abandoned",
+                inputs: inputs.len(),
+                outputs: 0,
+                leftovers_quarantined: quarantined,
+            });
         }
-        // Local files of the inputs go only after the install.
-        let input_paths: Vec<PathBuf> = inputs.iter().map(|h| h.path.clone()).collect();
-        remove_files(&self.src.engine, &self.dir, &input_paths, &self.shut_down);
         tracing::info!(
             inputs = inputs.len(),
             outputs = infos.len(),
@@ -337,6 +284,7 @@ mod tests {
     use index_part::names::Generation;
     use layer_format::io::{EngineChoice, open_engine};
     use layer_format::value::{Patch, encode_patches};
+    use std::collections::HashSet;
     use std::os::unix::fs::MetadataExt;
 
     fn finished(engine: &Arc<dyn IoEngine>, dir: &Path) -> FinishedLayer {
@@ -414,46 +362,6 @@ mod tests {
         assert_eq!(
             std::fs::read(dir.path().join("lost+found").join(&lf[0])).unwrap(),
             b"leftover"
-        );
-    }
-
-    /// An output that equals a layer already in the map is not produced at all.
-    #[test]
-    fn merge_does_not_produce_an_output_already_in_the_map() {
-        let engine = open_engine(EngineChoice::Std).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let input = finished(&engine, dir.path()).publish().unwrap();
-        let reader = Arc::new(LayerReader::open(&engine, &input.path).unwrap());
-        let produced = merge(
-            &engine,
-            dir.path(),
-            Generation(2),
-            std::slice::from_ref(&reader),
-            Lsn(1)..Lsn(10),
-            1 << 20,
-            &HashSet::new(),
-        )
-        .unwrap();
-        assert_eq!(produced.len(), 1);
-        let existing: HashSet<LayerName> = [produced[0].info.file_name.layer.clone()]
-            .into_iter()
-            .collect();
-        drop(produced);
-        let again = merge(
-            &engine,
-            dir.path(),
-            Generation(2),
-            &[reader],
-            Lsn(1)..Lsn(10),
-            1 << 20,
-            &existing,
-        )
-        .unwrap();
-        assert!(again.is_empty());
-        assert_eq!(
-            names(dir.path()),
-            vec![input.file_name.to_string()],
-            "no temp file left"
         );
     }
 }

@@ -1,28 +1,29 @@
 //! Image layers: where deltas stack up over a key range, the pages of that range are written
 //! at a recent LSN so that reads stop walking long chains.
 //!
-//! Key partitions are the key ranges of the L1 delta layers (the whole key space while there
-//! are only L0s). For each partition, the delta layers above the newest image covering it are
+//! Key partitions are the key ranges of the newest L1 layers (the outputs of the latest
+//! compaction still in the map, which tile the key space), or the whole key space while there
+//! are none. For each partition, the delta layers above the newest image covering it are
 //! counted; at `image_creation_threshold` an image layer is written at `disk_consistent_lsn`
 //! (every record at or below it is in layers) with the page of every key that has a record in
-//! the partition, published, and installed in the current map with its upload queued. Runs
-//! under the compaction lock, after the L0 compaction; an image whose name is already in the map
-//! is not written again.
+//! the partition, published, and installed through [`Change::Images`]. A partition that an
+//! image at that LSN already meets is skipped: images that meet in keys are at different LSNs
+//! (the layer map's structural invariant). Runs under the compaction lock, after the L0
+//! compaction.
 
-use super::compaction::is_l0;
-use super::publish::publish_layers;
+use super::install::Stopped;
+use super::layer_map::Change;
+use super::publish::{publish_layers, remove_files};
 use super::{LayerHandle, ReadError, Timeline};
 use crate::metrics::METRICS;
-use crate::remote::upload_queue::UploadOp;
 use anyhow::Context;
 use bytes::Bytes;
-use index_part::LayerMetadata;
 use index_part::names::LayerName;
-use layer_format::{ImageLayerWriter, Key, Lsn};
+use index_part::{LayerMetadata, Level};
+use layer_format::{ImageLayerWriter, Key};
 use std::collections::BTreeSet;
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 fn overlaps(a: &Range<Key>, b: &Range<Key>) -> bool {
     a.start < b.end && b.start < a.end
@@ -31,21 +32,25 @@ fn overlaps(a: &Range<Key>, b: &Range<Key>) -> bool {
 impl Timeline {
     /// Creates image layers where deltas stack up; returns how many were created.
     pub(super) async fn create_images(self: &Arc<Self>) -> anyhow::Result<usize> {
-        let lsn = Lsn(self.disk_consistent_lsn.load(Ordering::SeqCst));
+        let (lsn, handles) = self.with_layer_map(|m| {
+            (
+                m.disk_consistent_lsn(),
+                m.layers().cloned().collect::<Vec<Arc<LayerHandle>>>(),
+            )
+        });
         if lsn.0 == 0 {
             return Ok(0);
         }
-        let handles: Vec<Arc<LayerHandle>> = self
-            .layers
-            .read()
-            .expect("not poisoned")
-            .map
-            .values()
-            .cloned()
-            .collect();
+        let newest_l1 = handles
+            .iter()
+            .filter(|h| h.meta.level == Some(Level::L1))
+            .map(|h| h.name.lsn_range().end)
+            .max();
         let mut partitions: BTreeSet<(Key, Key)> = handles
             .iter()
-            .filter(|h| h.name.is_delta() && !is_l0(&h.name))
+            .filter(|h| {
+                h.meta.level == Some(Level::L1) && Some(h.name.lsn_range().end) == newest_l1
+            })
             .map(|h| (h.name.key_range().start, h.name.key_range().end))
             .collect();
         if partitions.is_empty() {
@@ -66,6 +71,14 @@ impl Timeline {
             if newest_image.is_some_and(|i| i >= lsn) {
                 continue;
             }
+            let image_meets_at_lsn = handles.iter().any(|h| {
+                !h.name.is_delta()
+                    && h.name.lsn_range().start == lsn
+                    && overlaps(h.name.key_range(), &range)
+            });
+            if image_meets_at_lsn {
+                continue;
+            }
             let stacked = handles
                 .iter()
                 .filter(|h| h.name.is_delta() && overlaps(h.name.key_range(), &range))
@@ -78,15 +91,6 @@ impl Timeline {
                 key_range: range.clone(),
                 lsn,
             };
-            if self
-                .layers
-                .read()
-                .expect("not poisoned")
-                .map
-                .contains_key(&name)
-            {
-                continue;
-            }
             // Every key with a record in the partition.
             let mut keys = BTreeSet::new();
             for h in handles
@@ -142,24 +146,27 @@ impl Timeline {
                 file_size: info.size_bytes,
                 generation: self.generation,
                 checksum: info.checksum,
+                level: None,
             };
-            {
-                let mut l = self.layers.write().expect("not poisoned");
-                if self.shut_down.load(Ordering::SeqCst) {
+            let layer = Arc::new(LayerHandle::new(name, meta, &self.dir));
+            if let Err(e) = self.install(
+                |_| {
+                    Some(Change::Images {
+                        outputs: vec![layer],
+                    })
+                },
+                None,
+            ) {
+                remove_files(
+                    &self.src.engine,
+                    &self.dir,
+                    std::slice::from_ref(&info.path),
+                    &self.shut_down,
+                );
+                if e.is::<Stopped>() {
                     return Ok(created);
                 }
-                l.map.insert(
-                    name.clone(),
-                    Arc::new(LayerHandle::new(name.clone(), meta, &self.dir)),
-                );
-                let mut index = self.index.lock().expect("not poisoned");
-                index.layers.insert(name, meta);
-                self.uploads.push(UploadOp::Layer {
-                    file_name: info.file_name.clone(),
-                    path: info.path.clone(),
-                    meta,
-                });
-                self.queue_index_upload(&index);
+                return Err(e.context("install an image layer"));
             }
             METRICS.image_layers_created.inc();
             tracing::info!(layer = %info.file_name, "created image layer");

@@ -1,47 +1,52 @@
 //! A timeline: its in-memory layers, its layer map, ingest, flush, reads, and its index.
 //!
 //! Locking: `layers` (a std `RwLock`, never held across an await) guards the open and frozen
-//! in-memory layers and the layer map; the current index is changed only while `layers` is
-//! held for writing, so the index is always derived from the current layer map (I6).
+//! in-memory layers and the [`LayerMap`], which holds the layer files and the index fields
+//! that describe them; the index is derived from the layer map as it is, and changes only
+//! through [`Timeline::install`] while `layers` is held for writing (I6, I10).
 //! `ingest_lock` serializes ingest requests and freezes; `flush_lock` serializes flushes,
-//! which take frozen layers oldest first.
-//!
-//! The write path of a flush (numbered in docs/crash-consistency.md): write the L0 temp file,
-//! fsync, publish with `RENAME_NOREPLACE` and a directory fsync; then, under the `layers`
-//! lock, install it in the layer map, drop the frozen layer, advance `disk_consistent_lsn`, and
-//! queue the layer upload followed by the upload of the new index version.
+//! which take frozen layers oldest first (`flush.rs`); `compaction_lock` serializes
+//! compactions and image creation.
 
 mod compaction;
+mod flush;
 mod gc;
 mod images;
 mod ingest;
 mod inmemory;
+mod install;
 mod layer;
+pub mod layer_map;
+#[cfg(feature = "testing")]
+pub mod mutation;
 mod publish;
 mod read;
 pub mod reconcile;
 
 pub use compaction::CompactionResult;
 pub use ingest::{IngestError, Record, decode as decode_ingest, encode as encode_ingest};
+pub use install::Stopped;
 pub use layer::{LayerHandle, LayerSource};
+pub use layer_map::LayerMap;
 pub use read::ReadError;
 
 use crate::config::PageServerConf;
 use crate::metrics::METRICS;
 use crate::remote::upload_queue::{UploadOp, UploadQueue, UploadTarget};
 use crate::remote::{RemoteStorage, create_once};
-use anyhow::{Context, bail};
+use anyhow::Context;
 use bytes::Bytes;
 use index_part::names::{
     Generation, IndexObjectName, LayerName, TenantId, TimelineId, index_object_key,
     local_timeline_dir,
 };
-use index_part::{IndexPart, LayerMetadata, TimelineMetadata};
+use index_part::{IndexPart, TimelineMetadata};
 use inmemory::InMemoryLayer;
+use layer_format::Lsn;
 use layer_format::io::IoEngine;
-use layer_format::{DeltaLayerWriter, Key, LayerReader, Lsn};
+use layer_map::Change;
 use serde::Serialize;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -90,7 +95,7 @@ const CHECKPOINT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 struct Layers {
     open: InMemoryLayer,
     frozen: VecDeque<Arc<InMemoryLayer>>,
-    map: BTreeMap<LayerName, Arc<LayerHandle>>,
+    map: LayerMap,
 }
 
 /// A timeline of a tenant.
@@ -106,12 +111,8 @@ pub struct Timeline {
     conf: Arc<PageServerConf>,
     src: LayerSource,
     layers: RwLock<Layers>,
-    index: Mutex<IndexPart>,
     next_seq: AtomicU32,
     last_record_lsn: AtomicU64,
-    disk_consistent_lsn: AtomicU64,
-    /// Reads below this LSN are refused: GC may have removed what they need.
-    gc_cutoff_lsn: AtomicU64,
     /// Identifies this loaded instance of the timeline (see [`IngestFailure::Reloaded`]).
     pub incarnation: u64,
     ingest_lock: tokio::sync::Mutex<()>,
@@ -205,14 +206,17 @@ impl Timeline {
         conf: Arc<PageServerConf>,
         engine: Arc<dyn IoEngine>,
         storage: Arc<dyn RemoteStorage>,
-        index: IndexPart,
+        generation: Generation,
+        metadata: TimelineMetadata,
         next_seq: u32,
-        map: BTreeMap<LayerName, Arc<LayerHandle>>,
+        #[allow(unused_mut, reason = "set only in builds with the testing feature")]
+        mut map: LayerMap,
     ) -> Arc<Timeline> {
-        let tenant_id = index.metadata.tenant_id;
-        let timeline_id = index.metadata.timeline_id;
-        let dcl = index.disk_consistent_lsn;
-        let gc_cutoff = index.gc_cutoff_lsn.unwrap_or(Lsn(0));
+        let tenant_id = metadata.tenant_id;
+        let timeline_id = metadata.timeline_id;
+        let dcl = map.disk_consistent_lsn();
+        #[cfg(feature = "testing")]
+        map.set_mutation(conf.layer_map_mutation);
         let src = LayerSource {
             engine: engine.clone(),
             storage: storage.clone(),
@@ -225,17 +229,18 @@ impl Timeline {
                 engine,
                 tenant: tenant_id,
                 timeline: timeline_id,
-                generation: index.generation,
+                generation,
             },
             dcl,
         );
+        // Every layer of a loaded map is in the index it came from, so in remote storage.
         uploads
             .state()
-            .mark_uploaded(index.layers.iter().map(|(n, m)| IndexPart::file_name(n, m)));
+            .mark_uploaded(map.layers().map(|h| h.file_name()));
         let tl = Arc::new(Timeline {
             tenant_id,
             timeline_id,
-            generation: index.generation,
+            generation,
             dir: local_timeline_dir(&conf.workdir, tenant_id, timeline_id),
             conf,
             src,
@@ -244,11 +249,8 @@ impl Timeline {
                 frozen: VecDeque::new(),
                 map,
             }),
-            index: Mutex::new(index),
             next_seq: AtomicU32::new(next_seq),
             last_record_lsn: AtomicU64::new(dcl.0),
-            disk_consistent_lsn: AtomicU64::new(dcl.0),
-            gc_cutoff_lsn: AtomicU64::new(gc_cutoff.0),
             incarnation: next_incarnation(),
             ingest_lock: tokio::sync::Mutex::new(()),
             flush_lock: tokio::sync::Mutex::new(()),
@@ -280,7 +282,9 @@ impl Timeline {
                     if let Err(e) = tl.compact().await {
                         tracing::warn!("compaction failed; it runs again in {period:?}: {e:#}");
                     }
-                    tl.gc();
+                    if let Err(e) = tl.gc() {
+                        tracing::warn!("gc failed; it runs again in {period:?}: {e:#}");
+                    }
                 }
             },
             span,
@@ -310,6 +314,7 @@ impl Timeline {
         let dir = local_timeline_dir(&conf.workdir, tenant_id, timeline_id);
         layer_format::durable::create_dir_all_durable(&*engine, &dir)
             .with_context(|| format!("create {}", dir.display()))?;
+        let (map, _) = LayerMap::load(&index, generation, &dir).context("an empty layer map")?;
         let object = IndexObjectName { generation, seq };
         let json = Bytes::from(index.to_json().context("serialize first index")?);
         create_once(
@@ -324,9 +329,10 @@ impl Timeline {
             conf,
             engine,
             storage,
-            index,
+            generation,
+            index.metadata,
             seq + 1,
-            BTreeMap::new(),
+            map,
         ))
     }
 
@@ -336,7 +342,7 @@ impl Timeline {
         engine: Arc<dyn IoEngine>,
         storage: Arc<dyn RemoteStorage>,
         generation: Generation,
-        mut index: IndexPart,
+        index: IndexPart,
         next_seq: u32,
     ) -> anyhow::Result<Arc<Timeline>> {
         let dir = local_timeline_dir(
@@ -354,22 +360,22 @@ impl Timeline {
             .await
             .context("reconcile task panicked")??;
         tracing::info!(tenant_id = %index.metadata.tenant_id, timeline_id = %index.metadata.timeline_id, ?report, "reconciled local files with the index");
-        let map = index
-            .layers
-            .iter()
-            .map(|(name, meta)| {
-                (
-                    name.clone(),
-                    Arc::new(LayerHandle::new(name.clone(), *meta, &dir)),
-                )
-            })
-            .collect();
-        // From now on this attachment writes the index. Its first act is to upload the index
-        // it loaded under its own generation: from then on, an index a stale attachment still
-        // uploads under an older generation can never be chosen as authoritative (I8).
-        index.generation = generation;
-        let tl = Timeline::new_internal(conf, engine, storage, index.clone(), next_seq, map);
-        tl.queue_index_upload(&index);
+        // From now on this attachment writes the index: the map is this generation's. Its
+        // first act is to upload the index it loaded under its own generation: from then on,
+        // an index a stale attachment still uploads under an older generation can never be
+        // chosen as authoritative (I8).
+        let (map, applied) = LayerMap::load(&index, generation, &dir)
+            .with_context(|| format!("load the layer map of {}", index.metadata.timeline_id))?;
+        let tl = Timeline::new_internal(
+            conf,
+            engine,
+            storage,
+            generation,
+            index.metadata,
+            next_seq,
+            map,
+        );
+        tl.queue_index_upload(&applied.index);
         Ok(tl)
     }
 
@@ -382,10 +388,7 @@ impl Timeline {
                 .set(lsn as i64);
         };
         set("last_record", self.last_record_lsn.load(Ordering::SeqCst));
-        set(
-            "disk_consistent",
-            self.disk_consistent_lsn.load(Ordering::SeqCst),
-        );
+        set("disk_consistent", self.disk_consistent_lsn().0);
         set(
             "remote_consistent",
             self.uploads.state().remote_consistent_lsn().0,
@@ -397,20 +400,43 @@ impl Timeline {
         Lsn(self.last_record_lsn.load(Ordering::SeqCst))
     }
 
+    /// Every record at or below it is in layer files.
+    pub fn disk_consistent_lsn(&self) -> Lsn {
+        self.layers
+            .read()
+            .expect("not poisoned")
+            .map
+            .disk_consistent_lsn()
+    }
+
+    /// Reads below it are refused: GC may have removed what they need.
+    pub fn gc_cutoff_lsn(&self) -> Lsn {
+        self.layers
+            .read()
+            .expect("not poisoned")
+            .map
+            .gc_cutoff_lsn()
+    }
+
+    /// Runs `f` on the layer map as it is (for checks and tests; never held across an await).
+    pub fn with_layer_map<R>(&self, f: impl FnOnce(&LayerMap) -> R) -> R {
+        f(&self.layers.read().expect("not poisoned").map)
+    }
+
     /// The timeline's info.
     pub fn info(&self) -> TimelineInfo {
         self.update_lsn_metrics();
         let l = self.layers.read().expect("not poisoned");
-        let delta = l.map.keys().filter(|n| n.is_delta()).count();
+        let delta = l.map.layers().filter(|h| h.name.is_delta()).count();
         let state = self.uploads.state();
         TimelineInfo {
             tenant_id: self.tenant_id.to_string(),
             timeline_id: self.timeline_id.to_string(),
             last_record_lsn: self.last_record_lsn().to_string(),
-            disk_consistent_lsn: Lsn(self.disk_consistent_lsn.load(Ordering::SeqCst)).to_string(),
+            disk_consistent_lsn: l.map.disk_consistent_lsn().to_string(),
             remote_consistent_lsn: state.remote_consistent_lsn().to_string(),
             generation: self.generation.0,
-            gc_cutoff_lsn: Lsn(self.gc_cutoff_lsn.load(Ordering::SeqCst)).to_string(),
+            gc_cutoff_lsn: l.map.gc_cutoff_lsn().to_string(),
             layers: LayerCounts {
                 delta,
                 image: l.map.len() - delta,
@@ -430,7 +456,7 @@ impl Timeline {
             .read()
             .expect("not poisoned")
             .map
-            .values()
+            .layers()
             .cloned()
             .collect();
         handles
@@ -517,235 +543,14 @@ impl Timeline {
         }
     }
 
-    /// Starts the background flush of frozen layers unless one is running. It retries with
-    /// backoff until every frozen layer is flushed, so that a transient failure cannot leave
-    /// ingest waiting on backpressure forever.
-    fn spawn_flush(self: &Arc<Self>) {
-        if self.flush_task_running.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let tl = self.clone();
-        let span = tracing::info_span!("flush", tenant_id = %self.tenant_id, timeline_id = %self.timeline_id);
-        tokio::spawn(tracing::Instrument::instrument(
-            async move {
-                let mut backoff = Duration::from_millis(50);
-                loop {
-                    match tl.flush_frozen().await {
-                        Ok(()) => {}
-                        Err(e) => {
-                            tracing::warn!("flush failed, retrying in {backoff:?}: {e:#}");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                        }
-                    }
-                    if tl.shut_down.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    tl.flush_task_running.store(false, Ordering::SeqCst);
-                    // A freeze may have happened after the last look at the queue.
-                    if tl.layers.read().expect("not poisoned").frozen.is_empty()
-                        || tl.flush_task_running.swap(true, Ordering::SeqCst)
-                    {
-                        break;
-                    }
-                }
-            },
-            span,
-        ));
-    }
-
-    /// Flushes every frozen layer, oldest first.
-    pub async fn flush_frozen(self: &Arc<Self>) -> anyhow::Result<()> {
-        let _guard = self.flush_lock.lock().await;
-        loop {
-            let Some(frozen) = self
-                .layers
-                .read()
-                .expect("not poisoned")
-                .frozen
-                .front()
-                .cloned()
-            else {
-                return Ok(());
-            };
-            match self.flush_one(&frozen).await {
-                Ok(()) => {
-                    METRICS.flushes.with_label_values(&["ok"]).inc();
-                    *self.flush_error.lock().expect("not poisoned") = None;
-                }
-                Err(e) => {
-                    METRICS.flushes.with_label_values(&["error"]).inc();
-                    *self.flush_error.lock().expect("not poisoned") = Some(format!("{e:#}"));
-                    return Err(e);
-                }
-            }
-        }
-    }
-
-    async fn flush_one(self: &Arc<Self>, frozen: &Arc<InMemoryLayer>) -> anyhow::Result<()> {
-        let start = frozen.start_lsn;
-        let end = frozen.end_lsn().expect("only non-empty layers are frozen");
-        let (engine, dir, generation, layer) = (
-            self.src.engine.clone(),
-            self.dir.clone(),
-            self.generation,
-            frozen.clone(),
-        );
-        let in_map = self.file_names_in_map();
-        let stopped = self.shut_down.clone();
-        let (info, reader) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let mut w =
-                DeltaLayerWriter::new(&engine, &dir, generation, Key::MIN..Key::MAX, start..end)?;
-            for ((k, l), v) in layer.iter() {
-                w.put(*k, *l, v)?;
-            }
-            let finished = w.finish_unpublished(None)?;
-            let info = finished.info.clone();
-            // A stopped timeline's successor may own the directory: publish nothing.
-            if stopped.load(Ordering::SeqCst) {
-                bail!("timeline stopped during the flush; layer dropped");
-            }
-            publish::publish_layers(&engine, &dir, vec![finished.file], &in_map)?;
-            // Evaluated on this blocking thread, so that `pause` never stalls the runtime.
-            if let Err(e) = flush_after_publish() {
-                // Not installed: the file must not outlive the attempt.
-                if let Err(rm) = engine
-                    .unlink(&info.path)
-                    .and_then(|()| engine.fsync_dir(&dir))
-                {
-                    tracing::warn!(path = %info.path.display(), "remove uninstalled layer: {rm}");
-                }
-                return Err(e);
-            }
-            let reader = LayerReader::open(&engine, &info.path)?;
-            Ok((info, reader))
-        })
-        .await
-        .context("flush task panicked")?
-        .context("write L0 layer")?;
-
-        let name = info.file_name.layer.clone();
-        let meta = LayerMetadata {
-            file_size: info.size_bytes,
-            generation: self.generation,
-            checksum: info.checksum,
-        };
-        {
-            let mut l = self.layers.write().expect("not poisoned");
-            let front = l
-                .frozen
-                .pop_front()
-                .expect("only the flush removes frozen layers");
-            assert!(
-                Arc::ptr_eq(&front, frozen),
-                "frozen layers are flushed in order"
-            );
-            l.map.insert(
-                name.clone(),
-                Arc::new(LayerHandle::with_reader(
-                    name.clone(),
-                    meta,
-                    info.path.clone(),
-                    reader,
-                )),
-            );
-            let mut index = self.index.lock().expect("not poisoned");
-            index.layers.insert(name, meta);
-            index.disk_consistent_lsn = Lsn(end.0 - 1);
-            self.disk_consistent_lsn.store(end.0 - 1, Ordering::SeqCst);
-            self.uploads.push(UploadOp::Layer {
-                file_name: info.file_name.clone(),
-                path: info.path.clone(),
-                meta,
-            });
-            self.queue_index_upload(&index);
-        }
-        self.frozen_changed.notify_waiters();
-        self.update_lsn_metrics();
-        tracing::info!(layer = %info.file_name, records = info.record_count, bytes = info.size_bytes, "flushed");
-        Ok(())
-    }
-
-    /// Freezes, flushes, and waits until the index covering the flush is uploaded.
-    pub async fn checkpoint(self: &Arc<Self>) -> anyhow::Result<()> {
-        {
-            let _guard = self.ingest_lock.lock().await;
-            self.freeze();
-        }
-        // A task of its own: a caller that gives up (a dropped HTTP request) must not cancel
-        // a flush between its publish and its install.
-        let tl = self.clone();
-        tokio::spawn(async move { tl.flush_frozen().await })
-            .await
-            .context("flush task panicked")??;
-        let target = Lsn(self.disk_consistent_lsn.load(Ordering::SeqCst));
-        let state = self.uploads.state().clone();
-        if tokio::time::timeout(CHECKPOINT_UPLOAD_TIMEOUT, state.wait_for(target))
-            .await
-            .is_err()
-        {
-            bail!(
-                "the index covering {target} is not uploaded after {CHECKPOINT_UPLOAD_TIMEOUT:?}{}",
-                state
-                    .last_error()
-                    .map(|e| format!("; last upload error: {e}"))
-                    .unwrap_or_default()
-            );
-        }
-        if state.is_stale() {
-            bail!(
-                "a newer attachment of this tenant exists; this one no longer acknowledges uploads"
-            );
-        }
-        self.update_lsn_metrics();
-        Ok(())
-    }
-
-    /// Removes layers from the layer map and the index (I6: applied to the current state).
-    /// The index without them is queued for upload, then the deletion of their objects
-    /// (deferred, I8); local files are removed after the install. Layers not in the map are
-    /// ignored. Returns how many were removed.
-    pub fn remove_layers(&self, names: &[LayerName]) -> usize {
-        self.remove_layers_with_cutoff(names, None)
-    }
-
-    /// [`remove_layers`](Self::remove_layers), also raising the index's `gc_cutoff_lsn`.
-    fn remove_layers_with_cutoff(&self, names: &[LayerName], gc_cutoff: Option<Lsn>) -> usize {
-        let removed: Vec<Arc<LayerHandle>> = {
-            let mut l = self.layers.write().expect("not poisoned");
-            let removed: Vec<Arc<LayerHandle>> =
-                names.iter().filter_map(|n| l.map.remove(n)).collect();
-            if removed.is_empty() {
-                return 0;
-            }
-            let mut index = self.index.lock().expect("not poisoned");
-            for h in &removed {
-                index.layers.remove(&h.name);
-            }
-            if let Some(cutoff) = gc_cutoff {
-                let cutoff = cutoff.max(index.gc_cutoff_lsn.unwrap_or(Lsn(0)));
-                index.gc_cutoff_lsn = Some(cutoff);
-                self.gc_cutoff_lsn.fetch_max(cutoff.0, Ordering::SeqCst);
-            }
-            self.queue_index_upload(&index);
-            self.uploads.push(UploadOp::Delete {
-                layers: removed.iter().map(|h| h.file_name()).collect(),
-            });
-            removed
-        };
-        for h in &removed {
-            match self.src.engine.unlink(&h.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(path = %h.path.display(), "remove local file of a removed layer: {e}")
-                }
-            }
-        }
-        if let Err(e) = self.src.engine.fsync_dir(&self.dir) {
-            tracing::warn!(dir = %self.dir.display(), "fsync after removing layers: {e}");
-        }
-        removed.len()
+    /// Removes layers from the layer map and the index ([`Change::Remove`], applied to the
+    /// current state, I6). The index without them is queued for upload, then the deletion of
+    /// their objects (deferred, I8); local files are removed after the install. Layers not in
+    /// the map are ignored. Returns how many were removed.
+    pub fn remove_layers(&self, names: &[LayerName]) -> anyhow::Result<usize> {
+        let names = names.to_vec();
+        let applied = self.install(|_| Some(Change::Remove { names }), None)?;
+        Ok(applied.map_or(0, |a| a.removed.len()))
     }
 
     /// Queues the upload of `index` under the next sequence number (never reused). Called with
@@ -769,7 +574,7 @@ impl Timeline {
             .read()
             .expect("not poisoned")
             .map
-            .values()
+            .layers()
             .map(|h| h.file_name().to_string())
             .collect()
     }
@@ -780,8 +585,8 @@ impl Timeline {
             .read()
             .expect("not poisoned")
             .map
-            .keys()
-            .cloned()
+            .layers()
+            .map(|h| h.name.clone())
             .collect()
     }
 
@@ -811,12 +616,4 @@ impl Timeline {
         let _flush = self.flush_lock.lock().await;
         self.uploads.stop().await;
     }
-}
-
-/// Failpoint `flush-after-publish`.
-fn flush_after_publish() -> anyhow::Result<()> {
-    fail::fail_point!("flush-after-publish", |_| bail!(
-        "failpoint flush-after-publish"
-    ));
-    Ok(())
 }

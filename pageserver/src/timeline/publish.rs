@@ -14,6 +14,7 @@ use layer_format::io::IoEngine;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Publishes `files` (of `dir`) as one batch; `in_map` holds the file names of the layer map.
 /// Returns the published paths and the number of leftovers quarantined.
@@ -63,4 +64,41 @@ pub(super) fn publish_layers(
         batch = e.unpublished;
     }
     bail!("publishing new layers met more leftovers than layers")
+}
+
+/// Deletes `paths` (files of `dir`) durably: unlink each (one already gone is fine), then
+/// fsync the directory. The one place a timeline deletes its files: layers that left the map,
+/// and new files a failed flush, compaction or image creation published. A stopped timeline
+/// (reset, detach) removes nothing: its successor may own the directory by now, and whatever
+/// is left is a leftover that reconciliation or the next publish accounts for.
+pub(super) fn remove_files(
+    engine: &Arc<dyn IoEngine>,
+    dir: &Path,
+    paths: &[PathBuf],
+    stopped: &AtomicBool,
+) {
+    if stopped.load(Ordering::SeqCst) {
+        tracing::info!(
+            files = paths.len(),
+            "timeline stopped; its files are left for its successor to account for"
+        );
+        return;
+    }
+    if paths.is_empty() {
+        return;
+    }
+    for p in paths {
+        match engine.unlink(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                METRICS.local_delete_errors.inc();
+                tracing::warn!(path = %p.display(), "remove a layer file: {e}");
+            }
+        }
+    }
+    if let Err(e) = engine.fsync_dir(dir) {
+        METRICS.local_delete_errors.inc();
+        tracing::warn!(dir = %dir.display(), "fsync after removing layer files: {e}");
+    }
 }

@@ -1,17 +1,18 @@
 //! The read path: rebuild a page at an LSN from the in-memory layers and the layer map.
 //!
 //! Values are collected newest first: the open in-memory layer, the frozen ones newest to
-//! oldest, then layer files. Among the files, the search keeps a continuation LSN `cont`
-//! (inclusive): it takes the layer covering the key with `lsn_start <= cont` and the highest
-//! `lsn_end`, reads its values at or below `cont`, and continues below that layer's start,
-//! until a base value (image or `will_init`) is found. `redo::reconstruct` then applies the
+//! oldest, then layer files in the order the layer map's one query gives
+//! ([`LayerMap::visits`](super::LayerMap::visits)), taking from each only the records in the
+//! window the query names, until a base value (image or `will_init`) is found. The GC cutoff
+//! check and the query happen under one hold of the `layers` lock, so a read never plans
+//! against layers GC removed for a cutoff it passed. `redo::reconstruct` then applies the
 //! values oldest first.
 
-use super::{LayerHandle, Timeline};
+use super::Timeline;
+use super::layer_map::Visit;
 use bytes::Bytes;
 use layer_format::redo::{RedoError, reconstruct};
 use layer_format::{Key, Lsn, Value};
-use std::sync::Arc;
 
 /// Why a read failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,14 +63,14 @@ impl Timeline {
                 last_record_lsn,
             });
         }
-        let gc_cutoff_lsn = Lsn(self.gc_cutoff_lsn.load(std::sync::atomic::Ordering::SeqCst));
-        if lsn < gc_cutoff_lsn {
-            return Err(ReadError::BelowGcCutoff { lsn, gc_cutoff_lsn });
-        }
         let data = |source: anyhow::Error| ReadError::Data { key, lsn, source };
         let mut values: Vec<(Lsn, Value)> = Vec::new();
-        let candidates: Vec<Arc<LayerHandle>> = {
+        let visits: Vec<Visit> = {
             let l = self.layers.read().expect("not poisoned");
+            let gc_cutoff_lsn = l.map.gc_cutoff_lsn();
+            if lsn < gc_cutoff_lsn {
+                return Err(ReadError::BelowGcCutoff { lsn, gc_cutoff_lsn });
+            }
             let mut done = l.open.collect(key, lsn, &mut values);
             for frozen in l.frozen.iter().rev() {
                 if done {
@@ -80,38 +81,21 @@ impl Timeline {
             if done {
                 Vec::new()
             } else {
-                l.map
-                    .values()
-                    .filter(|h| h.name.key_range().contains(&key))
-                    .cloned()
-                    .collect()
+                l.map.visits(key, lsn)
             }
         };
-        let mut remaining = candidates;
-        let mut cont = Some(lsn);
-        while let Some(c) = cont {
+        for visit in visits {
             if values.last().is_some_and(|(_, v)| v.is_base()) {
                 break;
             }
-            let Some(pos) = remaining
-                .iter()
-                .enumerate()
-                .filter(|(_, h)| h.name.lsn_range().start <= c)
-                .max_by_key(|(_, h)| (h.name.lsn_range().end, !h.name.is_delta()))
-                .map(|(i, _)| i)
-            else {
-                break;
-            };
-            let layer = remaining.swap_remove(pos);
-            let range = layer.name.lsn_range();
-            let reader = layer.reader(&self.src).await.map_err(data)?;
-            let at = Lsn(c.0.min(range.end.0 - 1));
-            let found = tokio::task::spawn_blocking(move || reader.get(key, at))
+            let reader = visit.layer.reader(&self.src).await.map_err(data)?;
+            let (floor, top) = (*visit.lsns.start(), *visit.lsns.end());
+            let found = tokio::task::spawn_blocking(move || reader.get(key, top))
                 .await
                 .map_err(|e| data(anyhow::anyhow!("read task panicked: {e}")))?
                 .map_err(|e| data(e.into()))?;
-            values.extend(found);
-            cont = range.start.0.checked_sub(1).map(Lsn);
+            // Newest first: what lies below the window belongs to a later visit.
+            values.extend(found.into_iter().take_while(|(l, _)| *l >= floor));
         }
         match reconstruct(key, lsn, &values) {
             Ok(page) => Ok(page),
