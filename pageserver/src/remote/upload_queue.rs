@@ -218,9 +218,12 @@ async fn run(
     mut cancelled: watch::Receiver<bool>,
 ) {
     loop {
+        // Cancellation first: a stopped queue starts no new operation (and the choice never
+        // depends on the runtime's random branch order).
         let mut op = tokio::select! {
-            op = rx.recv() => match op { Some(op) => op, None => return },
+            biased;
             _ = cancelled.wait_for(|c| *c) => return,
+            op = rx.recv() => match op { Some(op) => op, None => return },
         };
         let mut backoff = BACKOFF_START;
         loop {
@@ -239,8 +242,9 @@ async fn run(
                     tracing::warn!("{kind} failed, retrying in {backoff:?}: {e:#}");
                     *state.last_error.lock().expect("not poisoned") = Some(format!("{e:#}"));
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        biased;
                         _ = cancelled.wait_for(|c| *c) => return,
+                        _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }

@@ -152,8 +152,9 @@ impl Timeline {
         Ok(())
     }
 
-    /// Freezes, flushes, and waits until the index covering the flush is uploaded.
-    pub async fn checkpoint(self: &Arc<Self>) -> anyhow::Result<()> {
+    /// Freezes the open in-memory layer and flushes every frozen layer, without waiting for
+    /// their upload.
+    pub async fn flush(self: &Arc<Self>) -> anyhow::Result<()> {
         {
             let _guard = self.ingest_lock.lock().await;
             self.freeze();
@@ -163,7 +164,12 @@ impl Timeline {
         let tl = self.clone();
         tokio::spawn(async move { tl.flush_frozen().await })
             .await
-            .context("flush task panicked")??;
+            .context("flush task panicked")?
+    }
+
+    /// Freezes, flushes, and waits until the index covering the flush is uploaded.
+    pub async fn checkpoint(self: &Arc<Self>) -> anyhow::Result<()> {
+        self.flush().await?;
         let target = self.disk_consistent_lsn();
         let state = self.uploads.state().clone();
         if tokio::time::timeout(CHECKPOINT_UPLOAD_TIMEOUT, state.wait_for(target))

@@ -81,4 +81,11 @@ impl Timeline {
         self.update_lsn_metrics();
         Ok(Some(applied))
     }
+
+    /// Installs `change` as a job would (tests only): lets a simulation replay or forge a
+    /// change, to check that the layer map refuses what it must and changes nothing then.
+    #[cfg(feature = "testing")]
+    pub fn install_for_test(&self, change: Change) -> anyhow::Result<Option<Applied>> {
+        self.install(|_| Some(change), None)
+    }
 }

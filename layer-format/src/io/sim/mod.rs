@@ -111,6 +111,14 @@ impl SimEngine {
         e
     }
 
+    /// An empty filesystem (only `/`) that records no persistence points: for simulations
+    /// that need a deterministic in-memory filesystem, not crash states.
+    pub fn unrecorded() -> SimEngine {
+        let e = SimEngine::new(Variant::Correct);
+        e.lock().recording = false;
+        e
+    }
+
     /// A filesystem that starts as `image` (everything in it durable), not recording.
     pub fn from_image(image: &Image) -> SimEngine {
         let e = SimEngine::default();
@@ -154,7 +162,8 @@ impl SimEngine {
         self.lock().points.clone()
     }
 
-    /// The bytes each final name had when it was published (renamed or linked to).
+    /// The bytes each final name had when it was published (renamed or linked to), while
+    /// recording.
     pub fn published(&self) -> Vec<(PathBuf, Arc<Vec<u8>>)> {
         self.lock().published.clone()
     }
@@ -255,7 +264,9 @@ impl State {
             ));
         }
         let bytes = self.volatile.data.get(&ino).cloned().unwrap_or_default();
-        self.published.push((to.to_path_buf(), bytes));
+        if self.recording {
+            self.published.push((to.to_path_buf(), bytes));
+        }
     }
 
     fn after_publish(&mut self, to: &Path) -> io::Result<()> {

@@ -283,7 +283,7 @@ impl LayerMap {
                 })
                 .collect();
             l0.sort_by_key(|h| h.name.lsn_range().start);
-            return l0.into_iter().take_while(|h| usable(h)).cloned().collect();
+            return l0.into_iter().filter(|h| usable(h)).cloned().collect();
         }
         let mut l0: Vec<&Arc<LayerHandle>> = self
             .layers

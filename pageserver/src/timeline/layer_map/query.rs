@@ -45,6 +45,7 @@ pub struct Visit {
 fn walk<'a>(
     column: &[&'a Arc<LayerHandle>],
     lsn: Lsn,
+    cut_at_images: bool,
     mut visit: impl FnMut(&'a Arc<LayerHandle>, RangeInclusive<Lsn>),
 ) {
     let mut cont = lsn;
@@ -73,7 +74,7 @@ fn walk<'a>(
                 visit(i, image_at(i)..=image_at(i));
                 return;
             }
-            Some(i) if image_at(i) >= range.start => {
+            Some(i) if cut_at_images && image_at(i) >= range.start => {
                 visit(d, Lsn(image_at(i).0 + 1)..=top);
                 visit(i, image_at(i)..=image_at(i));
                 return;
@@ -101,7 +102,11 @@ impl LayerMap {
     /// from each (see the module doc).
     pub fn visits(&self, key: Key, lsn: Lsn) -> Vec<Visit> {
         let mut out = Vec::new();
-        walk(&self.column(key), lsn, |layer, lsns| {
+        #[cfg(feature = "testing")]
+        let cut = !self.mutated(crate::timeline::mutation::Mutation::ReadsIgnoreImagesInsideDeltas);
+        #[cfg(not(feature = "testing"))]
+        let cut = true;
+        walk(&self.column(key), lsn, cut, |layer, lsns| {
             out.push(Visit {
                 layer: layer.clone(),
                 lsns,
@@ -128,7 +133,7 @@ impl LayerMap {
                 .filter(|s| *s > cutoff);
             let points: BTreeSet<Lsn> = std::iter::once(cutoff).chain(starts).collect();
             for lsn in points {
-                walk(&column, lsn, |layer, _| {
+                walk(&column, lsn, true, |layer, _| {
                     visited.insert(layer.name.clone());
                 });
             }
@@ -173,10 +178,10 @@ impl LayerMap {
             .values()
             .filter(|h| h.name.lsn_range().end <= cutoff && removable(h))
             .filter(|h| {
-                let (keys, end) = (h.name.key_range(), h.name.lsn_range().end);
+                let (keys, start) = (h.name.key_range(), h.name.lsn_range().start);
                 images.iter().any(|i| {
                     **i != h.name
-                        && i.lsn_range().start.0 + 1 >= end.0
+                        && i.lsn_range().start >= start
                         && i.key_range().start <= keys.start
                         && i.key_range().end >= keys.end
                 })

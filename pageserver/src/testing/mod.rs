@@ -1,5 +1,10 @@
 //! Support shared by the tests of this crate and of `test_runner` (builds with the `testing`
-//! feature only): the SeaweedFS server of the S3 tests, and the suite summary.
+//! feature only): the SeaweedFS server of the S3 tests, the suite summary, a page model that
+//! shares no code with the server ([`page_model`]), and an in-memory object store whose
+//! writes a test schedules ([`sim_storage`]).
+
+pub mod page_model;
+pub mod sim_storage;
 
 use anyhow::{Context, bail};
 use std::collections::HashMap;
