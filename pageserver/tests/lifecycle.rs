@@ -159,6 +159,7 @@ struct Stats {
     faults_fired: u64,
     late_landed: u64,
     compactions_with_uploads_pending: u64,
+    checkpoints_timed_out: u64,
 }
 
 impl Stats {
@@ -177,6 +178,7 @@ impl Stats {
         self.faults_fired += o.faults_fired;
         self.late_landed += o.late_landed;
         self.compactions_with_uploads_pending += o.compactions_with_uploads_pending;
+        self.checkpoints_timed_out += o.checkpoints_timed_out;
     }
 }
 
@@ -286,13 +288,17 @@ impl Sim {
     }
 
     fn fail(&self, what: impl std::fmt::Display) -> Failure {
+        let info = self.timeline.info();
         format!(
-            "seed {} step {} (replay: LIFECYCLE_SEED={} LIFECYCLE_SEEDS=1 LIFECYCLE_STEPS={} LIFECYCLE_TRACE=1), config {:?}: {what}",
+            "seed {} step {} (replay: LIFECYCLE_SEED={} LIFECYCLE_SEEDS=1 LIFECYCLE_STEPS={} LIFECYCLE_TRACE=1), config {:?}: {what} (pending uploads {}, remote writes {:?}, writes held and late {:?})",
             self.seed,
             self.step,
             self.seed,
             self.step + 1,
-            self.cfg
+            self.cfg,
+            info.pending_uploads,
+            self.storage.counts(),
+            self.storage.pending(),
         )
     }
 
@@ -455,8 +461,17 @@ impl Sim {
             })
             .await?
         };
-        r.map_err(|e| self.fail(format!("flush: {e}")))?;
-        self.note(if wait_upload { "checkpoint" } else { "flush" });
+        match r {
+            Ok(()) => self.note(if wait_upload { "checkpoint" } else { "flush" }),
+            // With every write failing up to 30 % of the time, a checkpoint may give up waiting
+            // for its index (60 s): an answer the API allows. The flush itself succeeded, and
+            // the end of the seed proves the queue drains.
+            Err(e) if wait_upload && e.contains("is not uploaded after") => {
+                self.stats.checkpoints_timed_out += 1;
+                self.note("checkpoint timed out");
+            }
+            Err(e) => return Err(self.fail(format!("flush: {e}"))),
+        }
         Ok(())
     }
 
@@ -923,7 +938,7 @@ fn the_lifecycle_simulation_finds_no_violation() {
     let started = std::time::Instant::now();
     let (s, failures) = run_many(first, seeds, steps, None, false);
     let line = format!(
-        "lifecycle simulation: {} seeds x {steps} steps ({} steps), {} reads compared with the model ({} through a delta cut by an image), {} compactions with several outputs and {} with one, {} image layers left, {} layers removed by GC, {} resets, {} restarts, {} duplicates refused, {} compactions while uploads were pending, {} remote faults ({} late writes landed), {} failures, {:.0} s",
+        "lifecycle simulation: {} seeds x {steps} steps ({} steps), {} reads compared with the model ({} through a delta cut by an image), {} compactions with several outputs and {} with one, {} image layers left, {} layers removed by GC, {} resets, {} restarts, {} duplicates refused, {} compactions while uploads were pending, {} remote faults ({} late writes landed), {} checkpoints that gave up waiting for uploads, {} failures, {:.0} s",
         s.seeds,
         s.steps,
         s.reads,
@@ -938,6 +953,7 @@ fn the_lifecycle_simulation_finds_no_violation() {
         s.compactions_with_uploads_pending,
         s.faults_fired,
         s.late_landed,
+        s.checkpoints_timed_out,
         failures.len(),
         started.elapsed().as_secs_f64()
     );

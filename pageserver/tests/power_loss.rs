@@ -63,6 +63,8 @@ fn conf() -> PageServerConf {
         local_path: PathBuf::from(REMOTE),
     };
     c.compaction_threshold = 2;
+    // Small outputs: each compaction writes several L1 layers (the recording checks it).
+    c.compaction_target_size = 8192;
     // Each compaction writes an image layer at the flushed LSN over the L1 it produced; after
     // the last flush, GC (horizon 0) removes the deltas and images under the newest image.
     c.image_creation_threshold = 1;
@@ -249,6 +251,16 @@ async fn record(variant: Variant, upload: Upload, fail_fsync: Option<u64>) -> Re
             engine.set_label(&format!("compaction after flush {round}"));
             let r = timeline.compact().await.unwrap();
             assert_eq!(r.outcome, "compacted");
+            let l1 = timeline.with_layer_map(|m| {
+                m.layers()
+                    .filter(|h| h.meta.level == Some(index_part::Level::L1))
+                    .filter(|h| h.name.lsn_range().end.0 == lsn)
+                    .count()
+            });
+            assert!(
+                l1 >= 2,
+                "the compaction wrote {l1} L1 layers; several expected"
+            );
             assert!(timeline.wait_uploads(Duration::from_secs(30)).await);
         }
     }

@@ -61,18 +61,32 @@ async fn soak(backend: Backend, default_ops: u64) {
     );
     let dir = tempfile::tempdir().unwrap();
     let remote = Remote::new(backend, dir.path(), "slow-storage-soak");
-    let base = [
-        "checkpoint_distance = 65536",
-        "compaction_threshold = 3",
-        "gc_horizon = 400",
-        "compaction_period = \"1h\"",
+    // Settings from the seed: small compaction outputs (several per compaction), eager image
+    // creation and a short GC horizon, so that the soak also mixes L1 layers of several
+    // compactions, images inside their LSN ranges and GC.
+    let mut r = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut draw = |lo: u64, hi: u64| {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        lo + r % (hi - lo + 1)
+    };
+    let settings = [
+        format!("checkpoint_distance = {}", draw(32, 96) * 1024),
+        format!("compaction_threshold = {}", draw(2, 4)),
+        format!("compaction_target_size = {}", draw(16, 64) * 1024),
+        format!("image_creation_threshold = {}", draw(1, 3)),
+        format!("gc_horizon = {}", draw(0, 400)),
+        "compaction_period = \"1h\"".to_string(),
     ];
+    println!("settings: {settings:?}");
+    let base: Vec<&str> = settings.iter().map(String::as_str).collect();
     // The tenant and timeline are created on a well-behaved store; the soak runs on the bad one.
     let mut ps = Pageserver::with_remote(dir.path(), &remote, &base);
     ps.start(None).await;
     ps.setup().await.unwrap();
     ps.kill9();
-    let mut cfg: Vec<&str> = base.to_vec();
+    let mut cfg: Vec<&str> = base.clone();
     cfg.push(&faults);
     let mut ps = Pageserver::with_remote(dir.path(), &remote, &cfg);
     ps.start(None).await;
@@ -82,6 +96,7 @@ async fn soak(backend: Backend, default_ops: u64) {
     let (mut lsn, mut acked) = (1u64, Lsn(0));
     let mut x = seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
     let (mut ingests, mut checkpoints, mut compactions, mut gcs, mut observed) = (0, 0, 0, 0, 0);
+    let (mut single, mut several, mut removed) = (0, 0, 0);
     for _ in 0..ops {
         x ^= x << 13;
         x ^= x >> 7;
@@ -103,12 +118,38 @@ async fn soak(backend: Backend, default_ops: u64) {
                 checkpoints += 1;
             }
             15..=16 => {
-                ps.compact().await.unwrap();
+                let before = ps.layer_names().await.unwrap();
+                let r = ps.compact().await.unwrap();
                 compactions += 1;
+                if r["outcome"] == "compacted" && r["inputs"].as_u64().unwrap() > 0 {
+                    // The L1 layers it wrote: new delta layers (a delta name has an LSN range).
+                    let l1 = ps
+                        .layer_names()
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .filter(|n| !before.contains(n))
+                        .filter(|n| n.split("__").nth(1).is_some_and(|l| l.contains('-')))
+                        .count();
+                    if l1 > 1 {
+                        several += 1;
+                    } else {
+                        single += 1;
+                    }
+                }
             }
             17 => {
-                ps.gc().await.unwrap();
+                let r = ps.gc().await.unwrap();
+                removed += r["removed"].as_u64().unwrap();
                 gcs += 1;
+                // Pages from the new cutoff up read back (they are in layers or in memory).
+                let cutoff = lsn_of(&r, "gc_cutoff_lsn").0.max(1);
+                if lsn - 1 >= cutoff {
+                    let lsns: Vec<u64> = (0..2)
+                        .map(|i| cutoff + (x >> (8 * i)) % (lsn - cutoff))
+                        .collect();
+                    check_pages(&ps, &model, &lsns).await;
+                }
             }
             _ => {
                 observed += history.observe(&remote).await.unwrap();
@@ -155,6 +196,10 @@ async fn soak(backend: Backend, default_ops: u64) {
     ])
     .unwrap();
     test_runner::report(&format!(
-        "suite 2, slow storage soak ({backend:?}): seed {seed}: {ingests} ingests, {checkpoints} checkpoints, {compactions} compactions, {gcs} GCs, {observed} object observations; final LSN {acked}"
+        "suite 2, slow storage soak ({backend:?}): seed {seed}: {ingests} ingests, {checkpoints} checkpoints, {compactions} compactions ({several} of L0 layers with several L1 outputs, {single} with one), {gcs} GCs ({removed} layers removed), {observed} object observations; final LSN {acked}"
     ));
+    assert!(
+        several > 0 && single == 0,
+        "compactions with several outputs: {several}, with one: {single}"
+    );
 }
