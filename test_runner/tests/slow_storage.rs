@@ -144,7 +144,7 @@ async fn soak(backend: Backend, default_ops: u64) {
                 gcs += 1;
                 // Pages from the new cutoff up read back (they are in layers or in memory).
                 let cutoff = lsn_of(&r, "gc_cutoff_lsn").0.max(1);
-                if lsn - 1 >= cutoff {
+                if lsn > cutoff {
                     let lsns: Vec<u64> = (0..2)
                         .map(|i| cutoff + (x >> (8 * i)) % (lsn - cutoff))
                         .collect();
