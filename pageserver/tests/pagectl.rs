@@ -51,11 +51,20 @@ fn index_part_validate_and_show() {
     let (code, out, _) = pagectl(&["index-part", "show", &v1]);
     assert_eq!(code, 0);
     assert!(
-        out.contains("layers         3 (2 delta, 1 image), 122880 bytes"),
+        out.contains("layers         3 (2 delta: 2 L0, 0 L1; 1 image), 122880 bytes"),
         "{out}"
     );
     assert!(out.contains("layer LSNs     0/1 .. 0/1A1"), "{out}");
     assert!(out.contains("generations    2 .. 3"), "{out}");
+
+    // Version 3 records the levels: an L1 layer over the whole key space is L1.
+    let v3 = index_as(dir.path(), "v3.json", "v3.json");
+    let (code, out, _) = pagectl(&["index-part", "show", &v3]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("layers         5 (4 delta: 1 L0, 3 L1; 1 image), 737280 bytes"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -40,14 +40,14 @@ pub fn show_index(path: &Path, bytes: &[u8]) -> Outcome {
         Ok(index) => index,
         Err(e) => return Outcome::invalid(format!("invalid: {}: {e}\n", path.display())),
     };
-    let (mut deltas, mut images, mut total) = (0usize, 0usize, 0u64);
+    let (mut l0, mut l1, mut images, mut total) = (0usize, 0usize, 0usize, 0u64);
     let mut lsn_bounds: Option<(layer_format::Lsn, layer_format::Lsn)> = None;
     let mut generations: Option<(u32, u32)> = None;
     for (name, meta) in &index.layers {
-        if name.is_delta() {
-            deltas += 1;
-        } else {
-            images += 1;
+        match meta.level {
+            Some(index_part::Level::L0) => l0 += 1,
+            Some(index_part::Level::L1) => l1 += 1,
+            None => images += 1,
         }
         total += meta.file_size;
         let r = name.lsn_range();
@@ -79,8 +79,9 @@ pub fn show_index(path: &Path, bytes: &[u8]) -> Outcome {
     );
     let _ = writeln!(
         r,
-        "layers         {} ({deltas} delta, {images} image), {total} bytes",
-        index.layers.len()
+        "layers         {} ({} delta: {l0} L0, {l1} L1; {images} image), {total} bytes",
+        index.layers.len(),
+        l0 + l1
     );
     if let (Some((lo, hi)), Some((g0, g1))) = (lsn_bounds, generations) {
         let _ = writeln!(r, "layer LSNs     {lo} .. {hi} (end exclusive)");
