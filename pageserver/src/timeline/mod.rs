@@ -3,7 +3,7 @@
 //! Locking: `layers` (a std `RwLock`, never held across an await) guards the open and frozen
 //! in-memory layers and the [`LayerMap`], which holds the layer files and the index fields
 //! that describe them; the index is derived from the layer map as it is, and changes only
-//! through [`Timeline::install`] while `layers` is held for writing (I6, I10).
+//! through `Timeline::install` while `layers` is held for writing (I6, I10).
 //! `ingest_lock` serializes ingest requests and freezes; `flush_lock` serializes flushes,
 //! which take frozen layers oldest first (`flush.rs`); `compaction_lock` serializes
 //! compactions and image creation.

@@ -26,12 +26,16 @@
 //! index that breaks it (written by an older build) is refused at load with an error.
 
 mod invariant;
+#[cfg(feature = "testing")]
+mod mutated;
 mod query;
 
 pub use query::Visit;
 
 use super::LayerHandle;
 use crate::metrics::METRICS;
+#[cfg(feature = "testing")]
+use crate::timeline::mutation::Mutation;
 use index_part::names::{Generation, LayerName};
 use index_part::{IndexPart, Level, TimelineMetadata};
 use layer_format::Lsn;
@@ -156,46 +160,10 @@ pub struct LayerMap {
     metadata: TimelineMetadata,
     deleted_at: Option<SystemTime>,
     #[cfg(feature = "testing")]
-    mutation: Option<crate::timeline::mutation::Mutation>,
+    mutation: Option<Mutation>,
 }
 
 impl LayerMap {
-    /// Plays a deliberately broken variant from now on (tests only).
-    #[cfg(feature = "testing")]
-    pub fn set_mutation(&mut self, mutation: Option<crate::timeline::mutation::Mutation>) {
-        self.mutation = mutation;
-    }
-
-    /// The broken variant `DuplicateDropsInputs`: outputs already in the map are dropped from
-    /// the change, which goes on.
-    #[cfg(feature = "testing")]
-    fn mutate_duplicates(&self, change: Change) -> Change {
-        if !self.mutated(crate::timeline::mutation::Mutation::DuplicateDropsInputs) {
-            return change;
-        }
-        let fresh = |v: Vec<Arc<LayerHandle>>| -> Vec<Arc<LayerHandle>> {
-            v.into_iter()
-                .filter(|h| !self.layers.contains_key(&h.name))
-                .collect()
-        };
-        match change {
-            Change::Compaction { inputs, outputs } => Change::Compaction {
-                inputs,
-                outputs: fresh(outputs),
-            },
-            Change::Images { outputs } => Change::Images {
-                outputs: fresh(outputs),
-            },
-            other => other,
-        }
-    }
-
-    /// Whether the broken variant `m` is playing.
-    #[cfg(feature = "testing")]
-    fn mutated(&self, m: crate::timeline::mutation::Mutation) -> bool {
-        self.mutation == Some(m)
-    }
-
     /// The map of `index` for an attachment of `generation`, with layer files in `dir`; goes
     /// through [`Change::Load`]. An index that breaks the structural invariant is refused.
     pub fn load(
@@ -273,17 +241,8 @@ impl LayerMap {
     /// LSN range is disjoint from every other delta layer's).
     pub fn l0_run(&self, usable: impl Fn(&LayerHandle) -> bool) -> Vec<Arc<LayerHandle>> {
         #[cfg(feature = "testing")]
-        if self.mutated(crate::timeline::mutation::Mutation::L0ByKeyRange) {
-            let mut l0: Vec<&Arc<LayerHandle>> = self
-                .layers
-                .values()
-                .filter(|h| {
-                    h.name.is_delta()
-                        && *h.name.key_range() == (layer_format::Key::MIN..layer_format::Key::MAX)
-                })
-                .collect();
-            l0.sort_by_key(|h| h.name.lsn_range().start);
-            return l0.into_iter().filter(|h| usable(h)).cloned().collect();
+        if self.mutated(Mutation::L0ByKeyRange) {
+            return self.l0_by_key_range(usable);
         }
         let mut l0: Vec<&Arc<LayerHandle>> = self
             .layers

@@ -24,6 +24,8 @@
 //! any such read visits.
 
 use super::{LayerHandle, LayerMap};
+#[cfg(feature = "testing")]
+use crate::timeline::mutation::Mutation;
 use index_part::names::LayerName;
 use layer_format::{Key, Lsn};
 use std::collections::{BTreeSet, HashSet};
@@ -103,7 +105,7 @@ impl LayerMap {
     pub fn visits(&self, key: Key, lsn: Lsn) -> Vec<Visit> {
         let mut out = Vec::new();
         #[cfg(feature = "testing")]
-        let cut = !self.mutated(crate::timeline::mutation::Mutation::ReadsIgnoreImagesInsideDeltas);
+        let cut = !self.mutated(Mutation::ReadsIgnoreImagesInsideDeltas);
         #[cfg(not(feature = "testing"))]
         let cut = true;
         walk(&self.column(key), lsn, cut, |layer, lsns| {
@@ -149,43 +151,13 @@ impl LayerMap {
         removable: impl Fn(&LayerHandle) -> bool,
     ) -> Vec<Arc<LayerHandle>> {
         #[cfg(feature = "testing")]
-        if self.mutated(crate::timeline::mutation::Mutation::GcCoverageRule) {
+        if self.mutated(Mutation::GcCoverageRule) {
             return self.gc_by_coverage(cutoff, removable);
         }
         let visited = self.visited_at_or_above(cutoff);
         self.layers
             .values()
             .filter(|h| !visited.contains(&h.name) && removable(h))
-            .cloned()
-            .collect()
-    }
-}
-
-#[cfg(feature = "testing")]
-impl LayerMap {
-    /// The broken variant [`Mutation::GcCoverageRule`](crate::timeline::mutation::Mutation).
-    fn gc_by_coverage(
-        &self,
-        cutoff: Lsn,
-        removable: impl Fn(&LayerHandle) -> bool,
-    ) -> Vec<Arc<LayerHandle>> {
-        let images: Vec<&LayerName> = self
-            .layers
-            .keys()
-            .filter(|n| !n.is_delta() && n.lsn_range().start <= cutoff)
-            .collect();
-        self.layers
-            .values()
-            .filter(|h| h.name.lsn_range().end <= cutoff && removable(h))
-            .filter(|h| {
-                let (keys, start) = (h.name.key_range(), h.name.lsn_range().start);
-                images.iter().any(|i| {
-                    **i != h.name
-                        && i.lsn_range().start >= start
-                        && i.key_range().start <= keys.start
-                        && i.key_range().end >= keys.end
-                })
-            })
             .cloned()
             .collect()
     }
