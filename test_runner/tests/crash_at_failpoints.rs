@@ -73,7 +73,9 @@ async fn workload_until_exit(
     ));
     history.observe(remote).await.unwrap();
     ps.failpoint(failpoint, actions).await.unwrap();
-    for round in 0..4 {
+    // Six rounds: compactions (two L0 layers each) in three of them, so that every
+    // compaction failpoint is passed at least three times.
+    for round in 0..6 {
         let recs = workload(model, lsn, 60, KEYS, 2 + round);
         if ps.ingest(&recs).await.is_err() {
             break;
@@ -161,6 +163,8 @@ async fn crash_once(backend: Backend, failpoint: &str, phase: u64) -> Option<Str
             &remote,
             &[
                 "compaction_threshold = 2",
+                // Several L1 outputs per compaction: a crash can land between two of them.
+                "compaction_target_size = 65536",
                 "image_creation_threshold = 1000",
                 "compaction_period = \"1h\"",
             ],
