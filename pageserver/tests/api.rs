@@ -1,5 +1,6 @@
 //! The HTTP API end to end, in process: create, ingest, read back against a model at several
 //! LSNs, checkpoint, restart, read back; bad input rejected with no change.
+#![cfg(feature = "testing")]
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"

@@ -1,65 +1,13 @@
-//! The reference model: every record ingested with its LSN, from which the page of any key at
-//! any LSN is computed independently of the server.
+//! The reference model and the suites' workloads. The model is the one every suite uses,
+//! [`pageserver::testing::page_model::Model`]: pages computed from the brief alone, sharing no
+//! code with the server's decoding, redo or read path.
 
 use bytes::Bytes;
 use layer_format::value::{PAGE_SIZE, Patch, encode_patches};
 use layer_format::{Key, Lsn, Value};
 use pageserver::timeline::Record;
-use std::collections::BTreeMap;
 
-/// Every record ingested.
-#[derive(Debug, Default, Clone)]
-pub struct Model {
-    records: BTreeMap<(Key, Lsn), Value>,
-}
-
-impl Model {
-    /// Adds records.
-    pub fn add(&mut self, records: &[Record]) {
-        for r in records {
-            self.records.insert((r.key, r.lsn), r.value.clone());
-        }
-    }
-
-    /// Forgets every record above `lsn` (what a crash lost before it was acknowledged).
-    pub fn truncate_above(&mut self, lsn: Lsn) {
-        self.records.retain(|(_, l), _| *l <= lsn);
-    }
-
-    /// The page of `key` at `lsn`, or `None` if the key has no record at or below it.
-    pub fn page(&self, key: Key, lsn: Lsn) -> Option<Bytes> {
-        let mut values = Vec::new();
-        for ((_, l), v) in self.records.range((key, Lsn(0))..=(key, lsn)).rev() {
-            values.push((*l, v.clone()));
-            if v.is_base() {
-                break;
-            }
-        }
-        if values.is_empty() {
-            return None;
-        }
-        Some(
-            layer_format::redo::reconstruct(key, lsn, &values)
-                .expect("model chains start with a base"),
-        )
-    }
-
-    /// Records above `lsn`, in LSN order (what a storage node resends after a crash).
-    pub fn records_above(&self, lsn: Lsn) -> Vec<Record> {
-        let mut v: Vec<Record> = self
-            .records
-            .iter()
-            .filter(|((_, l), _)| *l > lsn)
-            .map(|((k, l), v)| Record {
-                key: *k,
-                lsn: *l,
-                value: v.clone(),
-            })
-            .collect();
-        v.sort_by_key(|r| (r.lsn, r.key));
-        v
-    }
-}
+pub use pageserver::testing::page_model::Model;
 
 /// A deterministic workload of `count` records from `first_lsn` over `keys` keys: page images,
 /// `will_init` deltas and deltas. The first record of a key the model does not know yet is

@@ -1,8 +1,11 @@
 //! A page model written from the brief alone (section 5 for values and reads, section 6 for
 //! the ingest wire format), sharing no code with the server: not its value decoding, its
 //! redo, its read path or its ingest encoder. A bug in any of those shows as a difference.
+//! Every suite computes expected pages here ([`Model`] for suites that send the server's
+//! `Record`s, [`PageModel`] for those that build records themselves).
 //!
-//! Records are kept as the test made them (patches as offset and bytes, images as pages).
+//! Records are kept as the test made them (patches as offset and bytes, images as pages), or
+//! decoded from the wire bytes by the model's own decoder ([`ModelValue::from_wire`]).
 //! A read of `(key, lsn)` starts from the newest image or `will_init` record at or below `lsn`
 //! and applies every later record at or below `lsn`, oldest first; no record is "not found";
 //! deltas with no base beneath are a data error.
@@ -14,6 +17,9 @@
 //! delta       := (offset:u16 BE | len:u16 BE | bytes[len])*
 //! ```
 
+use crate::timeline::Record;
+use bytes::Bytes;
+use layer_format::{Key, Lsn, Value};
 use std::collections::BTreeMap;
 
 /// Bytes in a page.
@@ -34,6 +40,49 @@ pub enum ModelValue {
 }
 
 impl ModelValue {
+    /// Decodes a record's payload as the ingest wire carries it: `kind` 0 is an image (a
+    /// whole page), 1 a delta, 2 a `will_init` delta, whose payload is patches
+    /// `offset:u16 BE | len:u16 BE | bytes[len]`, each inside the page.
+    pub fn from_wire(kind: u8, payload: &[u8]) -> Result<ModelValue, String> {
+        if kind == 0 {
+            if payload.len() != PAGE {
+                return Err(format!("an image of {} bytes", payload.len()));
+            }
+            return Ok(ModelValue::Image(payload.to_vec()));
+        }
+        if kind > 2 {
+            return Err(format!("kind {kind}"));
+        }
+        let mut patches = Vec::new();
+        let mut rest = payload;
+        while !rest.is_empty() {
+            if rest.len() < 4 {
+                return Err(format!("a patch header of {} bytes", rest.len()));
+            }
+            let offset = u16::from_be_bytes([rest[0], rest[1]]);
+            let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+            if rest.len() < 4 + len || usize::from(offset) + len > PAGE {
+                return Err(format!("a patch of {len} bytes at offset {offset}"));
+            }
+            patches.push((offset, rest[4..4 + len].to_vec()));
+            rest = &rest[4 + len..];
+        }
+        Ok(ModelValue::Delta {
+            will_init: kind == 2,
+            patches,
+        })
+    }
+
+    /// The value of a server `Value` (only its kind and bytes are used).
+    pub fn of(value: &Value) -> Result<ModelValue, String> {
+        match value {
+            Value::Image(page) => ModelValue::from_wire(0, page),
+            Value::Delta { will_init, record } => {
+                ModelValue::from_wire(if *will_init { 2 } else { 1 }, record)
+            }
+        }
+    }
+
     fn is_base(&self) -> bool {
         matches!(
             self,
@@ -125,6 +174,70 @@ impl PageModel {
     }
 }
 
+/// Every record a suite sent, as sent (to send again after a crash), with every page computed
+/// by [`PageModel`].
+#[derive(Debug, Default, Clone)]
+pub struct Model {
+    records: BTreeMap<(Key, Lsn), Value>,
+    pages: PageModel,
+}
+
+impl Model {
+    /// Adds records. Panics on a value the brief does not allow: suites send valid records.
+    pub fn add(&mut self, records: &[Record]) {
+        for r in records {
+            let v = ModelValue::of(&r.value)
+                .unwrap_or_else(|e| panic!("the model refuses {} at {}: {e}", r.key, r.lsn));
+            self.pages.add(r.key.0, r.lsn.0, v);
+            self.records.insert((r.key, r.lsn), r.value.clone());
+        }
+    }
+
+    /// Forgets every record above `lsn` (what a crash lost before it was acknowledged).
+    pub fn truncate_above(&mut self, lsn: Lsn) {
+        self.records.retain(|(_, l), _| *l <= lsn);
+        self.pages.truncate_above(lsn.0);
+    }
+
+    /// The records at or below `lsn`: what a server that has everything up to `lsn` holds.
+    pub fn upto(&self, lsn: Lsn) -> Model {
+        let mut m = self.clone();
+        m.truncate_above(lsn);
+        m
+    }
+
+    /// The page of `key` at `lsn`, or `None` if the key has no record at or below it. Panics
+    /// if its records have no base: suites make every chain start with one.
+    pub fn page(&self, key: Key, lsn: Lsn) -> Option<Bytes> {
+        match self.pages.page(key.0, lsn.0) {
+            ModelPage::Page(p) => Some(Bytes::from(p)),
+            ModelPage::NotFound => None,
+            ModelPage::NoBase => panic!("the model's chain of {key} at {lsn} has no base"),
+        }
+    }
+
+    /// Records above `lsn`, in LSN order (what a storage node resends after a crash).
+    pub fn records_above(&self, lsn: Lsn) -> Vec<Record> {
+        let mut v: Vec<Record> = self
+            .records
+            .iter()
+            .filter(|((_, l), _)| *l > lsn)
+            .map(|((k, l), v)| Record {
+                key: *k,
+                lsn: *l,
+                value: v.clone(),
+            })
+            .collect();
+        v.sort_by_key(|r| (r.lsn, r.key));
+        v
+    }
+
+    /// Every key and LSN with a record, in key then LSN order.
+    pub fn keys_and_lsns(&self) -> impl Iterator<Item = (Key, Lsn)> + '_ {
+        self.records.keys().copied()
+    }
+}
+
 /// Appends one record to an ingest body in the wire format of the brief.
 pub fn encode_record(body: &mut Vec<u8>, key: [u8; 16], lsn: u64, value: &ModelValue) {
     let (kind, payload): (u8, Vec<u8>) = match value {
@@ -196,5 +309,84 @@ mod tests {
         assert_eq!(&p[..4], &[0, 0, 5, 0]);
         m.truncate_above(8);
         assert_eq!(m.records_above(5).len(), 2);
+    }
+
+    #[test]
+    fn the_wire_decoder_refuses_what_the_brief_refuses() {
+        assert!(ModelValue::from_wire(0, &[0; 100]).is_err());
+        assert!(ModelValue::from_wire(3, &[]).is_err());
+        assert!(ModelValue::from_wire(1, &[0, 0, 0]).is_err());
+        assert!(ModelValue::from_wire(1, &[0x1f, 0xff, 0, 2, 1, 2]).is_err());
+        assert_eq!(
+            ModelValue::from_wire(2, &[0, 7, 0, 1, 9]),
+            Ok(ModelValue::Delta {
+                will_init: true,
+                patches: vec![(7, vec![9])]
+            })
+        );
+    }
+
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = ModelValue> {
+        let patch = (0usize..PAGE, 0usize..300, any::<u8>()).prop_map(|(at, len, b)| {
+            let len = len.min(PAGE - at);
+            (at as u16, vec![b; len])
+        });
+        prop_oneof![
+            1 => (any::<u8>(), 0usize..PAGE).prop_map(|(b, at)| {
+                let mut p = vec![b; PAGE];
+                p[at] = b.wrapping_add(1);
+                ModelValue::Image(p)
+            }),
+            4 => (any::<bool>(), proptest::collection::vec(patch, 0..4))
+                .prop_map(|(will_init, patches)| ModelValue::Delta { will_init, patches }),
+        ]
+    }
+
+    fn server_value(v: &ModelValue) -> Value {
+        let mut body = Vec::new();
+        encode_record(&mut body, [0; 16], 0, v);
+        let kind = body[24];
+        let payload = Bytes::copy_from_slice(&body[29..]);
+        match kind {
+            0 => Value::Image(payload),
+            k => Value::Delta {
+                will_init: k == 2,
+                record: payload,
+            },
+        }
+    }
+
+    proptest! {
+        /// The differential check: the model and the server's `redo` agree on every chain,
+        /// and on which chains have no base; the wire decoder reads back what the encoder
+        /// wrote.
+        #[test]
+        fn the_model_and_the_servers_redo_agree(chain in proptest::collection::vec(value(), 1..12), at in 0usize..12) {
+            let key = Key::from_u128(5);
+            let mut m = PageModel::default();
+            for (i, v) in chain.iter().enumerate() {
+                m.add(key.0, i as u64 + 1, v.clone());
+                prop_assert_eq!(&ModelValue::of(&server_value(v)).unwrap(), v);
+            }
+            let lsn = (at % chain.len()) as u64 + 1;
+            // What a read collects: newest first, down to the first base.
+            let mut values = Vec::new();
+            for (i, v) in chain[..lsn as usize].iter().enumerate().rev() {
+                let sv = server_value(v);
+                let base = sv.is_base();
+                values.push((Lsn(i as u64 + 1), sv));
+                if base {
+                    break;
+                }
+            }
+            let redo = layer_format::redo::reconstruct(key, Lsn(lsn), &values);
+            match (m.page(key.0, lsn), redo) {
+                (ModelPage::Page(p), Ok(r)) => prop_assert!(p == r.as_ref(), "pages differ"),
+                (ModelPage::NoBase, Err(layer_format::redo::RedoError::NoBase { .. })) => {}
+                (mine, theirs) => prop_assert!(false, "model {:?}, redo {:?}", mine, theirs.map(|b| b.len())),
+            }
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! An in-process page server driven through its HTTP router, and a page model.
+//! An in-process page server driven through its HTTP router, workloads, and the shared page
+//! model. The tests that use it need the `testing` feature (the model lives there).
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use axum::body::Body;
@@ -10,7 +11,6 @@ use layer_format::{Key, Lsn, Value};
 use pageserver::config::PageServerConf;
 use pageserver::server::PageServer;
 use pageserver::timeline::{Record, encode_ingest};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -171,47 +171,8 @@ pub async fn check_pages(ts: &TestServer, model: &Model, keys: u128, lsns: &[u64
     }
 }
 
-/// Every record ingested, to compute what a page must be at any LSN.
-#[derive(Default)]
-pub struct Model {
-    records: BTreeMap<(Key, Lsn), Value>,
-}
-
-impl Model {
-    pub fn add(&mut self, records: &[Record]) {
-        for r in records {
-            self.records.insert((r.key, r.lsn), r.value.clone());
-        }
-    }
-
-    /// The records at or below `lsn`: what a server that has everything up to `lsn` holds.
-    #[allow(dead_code, reason = "not every test binary truncates")]
-    pub fn upto(&self, lsn: Lsn) -> Model {
-        Model {
-            records: self
-                .records
-                .iter()
-                .filter(|((_, l), _)| *l <= lsn)
-                .map(|(k, v)| (*k, v.clone()))
-                .collect(),
-        }
-    }
-
-    /// The page, or `None` if the key has no record at or below `lsn`.
-    pub fn page(&self, key: Key, lsn: Lsn) -> Option<Bytes> {
-        let mut values = Vec::new();
-        for ((_, l), v) in self.records.range((key, Lsn(0))..=(key, lsn)).rev() {
-            values.push((*l, v.clone()));
-            if v.is_base() {
-                break;
-            }
-        }
-        if values.is_empty() {
-            return None;
-        }
-        Some(layer_format::redo::reconstruct(key, lsn, &values).expect("model chains have a base"))
-    }
-}
+/// The model every suite uses: pages computed from the brief alone.
+pub use pageserver::testing::page_model::Model;
 
 /// A deterministic workload: for each LSN, a few keys get an image, a will_init delta or a
 /// delta on top of what they have.
