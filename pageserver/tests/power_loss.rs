@@ -48,6 +48,7 @@ use pageserver::tenant::TenantManager;
 use pageserver::timeline::encode_ingest;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -90,6 +91,8 @@ enum Upload {
 struct IndexFirst {
     inner: Arc<dyn RemoteStorage>,
     held: Mutex<Vec<(String, Bytes)>>,
+    /// Layer puts landed after an index put they preceded.
+    hits: Arc<AtomicU64>,
 }
 
 impl RemoteStorage for IndexFirst {
@@ -104,6 +107,7 @@ impl RemoteStorage for IndexFirst {
                 let held = std::mem::take(&mut *self.held.lock().unwrap());
                 for (k, d) in held {
                     self.inner.put_if_absent(&k, d).await?;
+                    self.hits.fetch_add(1, Ordering::SeqCst);
                 }
                 Ok(outcome)
             } else if key.contains("/timelines/") {
@@ -135,6 +139,8 @@ impl RemoteStorage for IndexFirst {
 struct DeletesFirst {
     inner: Arc<dyn RemoteStorage>,
     referenced: Mutex<HashMap<String, HashSet<String>>>,
+    /// Layer objects deleted before the index that drops them.
+    hits: Arc<AtomicU64>,
 }
 
 impl RemoteStorage for DeletesFirst {
@@ -164,6 +170,7 @@ impl RemoteStorage for DeletesFirst {
                 .unwrap_or_default();
             for gone in before.difference(&now) {
                 self.inner.delete(&format!("{prefix}/{gone}")).await?;
+                self.hits.fetch_add(1, Ordering::SeqCst);
             }
             self.inner.put_if_absent(key, data).await
         })
@@ -182,16 +189,23 @@ impl RemoteStorage for DeletesFirst {
     }
 }
 
-async fn start(engine: SimEngine, upload: Upload) -> anyhow::Result<Arc<TenantManager>> {
+async fn start(
+    engine: SimEngine,
+    upload: Upload,
+    hits: &Arc<AtomicU64>,
+) -> anyhow::Result<Arc<TenantManager>> {
+    let hits = hits.clone();
     let server = PageServer::start_with(conf(), Arc::new(engine), |inner| match upload {
         Upload::Correct => inner,
         Upload::IndexBeforeLayers => Arc::new(IndexFirst {
             inner,
             held: Mutex::default(),
+            hits,
         }),
         Upload::DeletesBeforeIndex => Arc::new(DeletesFirst {
             inner,
             referenced: Mutex::default(),
+            hits,
         }),
     })
     .await?;
@@ -206,6 +220,8 @@ fn ids() -> (TenantId, TimelineId) {
 struct Recorded {
     engine: SimEngine,
     model: Arc<Model>,
+    /// Operations a broken remote-storage wrapper reordered.
+    upload_hits: u64,
 }
 
 /// The workload, recorded: create tenant and timeline, [`FLUSHES`] flushes with their uploads,
@@ -216,7 +232,8 @@ async fn record(variant: Variant, upload: Upload, fail_fsync: Option<u64>) -> Re
     let engine = SimEngine::new(variant);
     let (t, tl) = ids();
     engine.set_label("start and generation claim");
-    let mgr = start(engine.clone(), upload).await.unwrap();
+    let hits = Arc::new(AtomicU64::new(0));
+    let mgr = start(engine.clone(), upload, &hits).await.unwrap();
     mgr.create_tenant(t).await.unwrap();
     engine.set_label("timeline creation");
     mgr.create_timeline(t, tl).await.unwrap();
@@ -294,6 +311,7 @@ async fn record(variant: Variant, upload: Upload, fail_fsync: Option<u64>) -> Re
     Recorded {
         engine,
         model: Arc::new(model),
+        upload_hits: hits.load(Ordering::SeqCst),
     }
 }
 
@@ -323,7 +341,7 @@ async fn check_state(
         }
     }
     let engine = SimEngine::from_image(image);
-    let mgr = match start(engine.clone(), Upload::Correct).await {
+    let mgr = match start(engine.clone(), Upload::Correct, &Arc::default()).await {
         Ok(m) => m,
         Err(e) => {
             bad.push(format!("recovery failed: {e:#}"));
@@ -504,8 +522,9 @@ fn explorer() -> Explorer {
 /// and part of a check is waiting for its upload queue, so a few in flight keep the cores busy.
 const CHECKS_IN_FLIGHT: usize = 8;
 
-/// Explores every crash state of a recorded run; stops early after `stop_after` violations.
-async fn explore(rec: &Recorded, stop_after: usize) -> Report {
+/// Explores every crash state of a recorded run; with `until`, stops at the first violation
+/// that names one of those kinds.
+async fn explore(rec: &Recorded, until: Option<&[&str]>) -> Report {
     let ex = explorer();
     let mut published: HashMap<PathBuf, HashSet<u32>> = HashMap::new();
     for (path, bytes) in rec.engine.published() {
@@ -566,7 +585,12 @@ async fn explore(rec: &Recorded, stop_after: usize) -> Report {
                     .violations
                     .push(format!("point {i} ({}): {v}", point.label));
             }
-            if report.violations.len() >= stop_after {
+            if let Some(kinds) = until
+                && report
+                    .violations
+                    .iter()
+                    .any(|v| kinds.iter().any(|k| v.contains(k)))
+            {
                 return report;
             }
         }
@@ -597,12 +621,12 @@ impl<T> Drop for AbortOnDrop<T> {
 
 fn print(name: &str, r: &Report) {
     println!(
-        "power loss ({name}): {} persistence points, {} crash states ({} exhaustive, {} sampled), {} distinct states checked, {} violations",
+        "power loss ({name}): {} persistence points, {} distinct crash states checked (of {} enumerated: {} exhaustive, {} sampled), {} violations",
         r.points,
+        r.distinct,
         r.states,
         r.exhaustive,
         r.states - r.exhaustive,
-        r.distinct,
         r.violations.len()
     );
     for (label, (points, states)) in &r.per_label {
@@ -616,21 +640,35 @@ fn print(name: &str, r: &Report) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_crash_state_of_the_write_path_recovers() {
+    // Each fsync failure must hit what its run is named for: a local layer file, then a remote
+    // object of the local backend.
     let runs = [
-        ("correct write path", None),
-        ("the first layer's fsync fails", Some(0)),
-        ("the first remote object's fsync fails", Some(1)),
+        ("correct write path", None, ""),
+        ("the first layer's fsync fails", Some(0), "/ps/tenants/"),
+        (
+            "the first remote object's fsync fails",
+            Some(1),
+            "/remote/tenants/",
+        ),
     ];
     let (mut states, mut distinct) = (0, 0);
-    for (name, fail) in runs {
+    for (name, fail, failed_under) in runs {
         let rec = record(Variant::Correct, Upload::Correct, fail).await;
+        let failed = rec.engine.fsyncs_failed();
+        match fail {
+            None => assert!(failed.is_empty(), "{name}: {failed:?}"),
+            Some(_) => assert!(
+                failed.len() == 1 && failed[0].starts_with(failed_under),
+                "{name}: the injected EIO hit {failed:?}"
+            ),
+        }
         // I2: after the failed fsync the file is never published, uploaded or read back.
         assert!(
             rec.engine.violations().is_empty(),
             "{name}: {:?}",
             rec.engine.violations()
         );
-        let r = explore(&rec, usize::MAX).await;
+        let r = explore(&rec, None).await;
         print(name, &r);
         assert!(
             r.violations.is_empty(),
@@ -641,45 +679,66 @@ async fn every_crash_state_of_the_write_path_recovers() {
         distinct += r.distinct;
     }
     let line = format!(
-        "power loss: {states} crash states explored over 3 recorded runs, {distinct} distinct ones recovered and checked, 0 violations"
+        "power loss: {distinct} distinct crash states recovered and checked (of {states} enumerated) over 3 recorded runs, 0 violations"
     );
     pageserver::testing::report(&line);
-    assert!(states >= 10_000, "explored {states} crash states");
+    assert!(
+        distinct >= 10_000,
+        "checked {distinct} distinct crash states"
+    );
 }
 
 /// A checker that cannot fail is worthless: each broken variant of the write path must yield
 /// a crash state that violates the oracle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_explorer_finds_a_violation_in_each_broken_variant() {
-    let variants = [
+    // Each variant, the kind of violation it must cause (any one of them), and whether its
+    // hook changed anything in the recording.
+    let variants: [(&str, Variant, Upload, &[&str]); 4] = [
         (
             "no directory fsync after the rename",
             Variant::NoDirFsyncAfterRename,
             Upload::Correct,
+            &[
+                "the acknowledged timeline is gone",
+                "below the acknowledged",
+            ],
         ),
         (
             "rename before the file fsync",
             Variant::RenameBeforeFsync,
             Upload::Correct,
+            &["differs from what was published"],
         ),
         (
             "index uploaded before its layers",
             Variant::Correct,
             Upload::IndexBeforeLayers,
+            &["references missing"],
         ),
         (
             "layers deleted before the index that drops them",
             Variant::Correct,
             Upload::DeletesBeforeIndex,
+            &["differs from the model", "references missing"],
         ),
     ];
-    for (name, variant, upload) in variants {
+    for (name, variant, upload, kinds) in variants {
         let rec = record(variant, upload, None).await;
-        let r = explore(&rec, 1).await;
+        let hits = rec.engine.variant_hits() + rec.upload_hits;
+        assert!(
+            hits > 0,
+            "{name}: the broken variant never changed an operation"
+        );
+        let r = explore(&rec, Some(&kinds[..])).await;
         print(name, &r);
         assert!(
-            !r.violations.is_empty(),
-            "{name}: the explorer found no violating crash state"
+            r.violations
+                .iter()
+                .any(|v| kinds.iter().any(|k| v.contains(k))),
+            "{name}: no crash state violates the oracle as {kinds:?}; found {:?}",
+            &r.violations[..r.violations.len().min(5)]
         );
+        println!("{name}: the variant changed {hits} operations");
     }
 }

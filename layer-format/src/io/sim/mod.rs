@@ -70,6 +70,10 @@ struct State {
     variant: Variant,
     /// File fsyncs left before one fails (`None`: none fails).
     fail_fsync_in: Option<u64>,
+    /// The files whose fsync `fail_fsync_in` made fail (their names then).
+    fsyncs_failed: Vec<PathBuf>,
+    /// Operations the broken variant changed (a directory fsync skipped, a file fsync moved).
+    variant_hits: u64,
     failed: HashSet<Ino>,
     deferred_fsync: HashSet<Ino>,
     /// The bytes of every file when it was renamed or linked under each name.
@@ -168,6 +172,18 @@ impl SimEngine {
         self.lock().published.clone()
     }
 
+    /// The files whose fsync [`SimEngine::fail_fsync_in`] made fail, by their names then.
+    pub fn fsyncs_failed(&self) -> Vec<PathBuf> {
+        self.lock().fsyncs_failed.clone()
+    }
+
+    /// Operations the broken variant changed: directory fsyncs skipped
+    /// ([`Variant::NoDirFsyncAfterRename`]) or file fsyncs moved after a rename
+    /// ([`Variant::RenameBeforeFsync`]). Zero means the variant never played.
+    pub fn variant_hits(&self) -> u64 {
+        self.lock().variant_hits
+    }
+
     /// I2 violations seen: a file published or read back after its fsync failed.
     pub fn violations(&self) -> Vec<String> {
         self.lock().violations.clone()
@@ -205,6 +221,13 @@ impl State {
         if let Some(n) = self.fail_fsync_in {
             if n == 0 {
                 self.fail_fsync_in = None;
+                let names = self
+                    .volatile
+                    .files
+                    .iter()
+                    .filter(|(_, i)| **i == ino)
+                    .map(|(p, _)| p.clone());
+                self.fsyncs_failed.extend(names);
                 self.snapshot();
                 // Linux: the error is reported once; the pages are clean but never durable.
                 self.pending
@@ -370,6 +393,7 @@ impl IoEngine for SimEngine {
         if s.variant == Variant::NoDirFsyncAfterRename
             && s.last_dir_op.get(dir).copied().unwrap_or(false)
         {
+            s.variant_hits += 1;
             return Ok(());
         }
         s.fsync_dir(dir);
@@ -491,6 +515,7 @@ impl IoFile for SimFile {
                 .any(|(p, i)| *i == self.ino && !is_temp(p))
         {
             s.deferred_fsync.insert(self.ino);
+            s.variant_hits += 1;
             return Ok(());
         }
         s.fsync_file(self.ino)
