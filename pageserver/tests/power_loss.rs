@@ -730,7 +730,7 @@ async fn the_explorer_finds_a_violation_in_each_broken_variant() {
             hits > 0,
             "{name}: the broken variant never changed an operation"
         );
-        let r = explore(&rec, Some(&kinds[..])).await;
+        let r = explore(&rec, Some(kinds)).await;
         print(name, &r);
         assert!(
             r.violations
