@@ -465,3 +465,27 @@ pub async fn check_pages(ps: &Pageserver, model: &crate::model::Model, keys: u12
         }
     }
 }
+
+/// Reads every page version the model has at or below `upto` (each key at the LSN of each of
+/// its records, and at `upto` itself) and compares with the model. Returns the reads made.
+pub async fn check_every_version(
+    ps: &Pageserver,
+    model: &crate::model::Model,
+    keys: u128,
+    upto: Lsn,
+) -> usize {
+    let mut points: Vec<(Key, Lsn)> = model.keys_and_lsns().filter(|(_, l)| *l <= upto).collect();
+    points.extend((0..keys).map(|k| (Key::from_u128(k), upto)));
+    for &(key, lsn) in &points {
+        match (ps.page(key, lsn).await, model.page(key, lsn)) {
+            (Ok(got), Some(want)) => assert!(got == want, "({key}, {lsn}) differs from the model"),
+            (Err(e), None) => assert_eq!(e.status, 404, "({key}, {lsn}): {e:?}"),
+            (got, want) => panic!(
+                "({key}, {lsn}): server {:?}, model has a page: {}",
+                got.map(|b| b.len()),
+                want.is_some()
+            ),
+        }
+    }
+    points.len()
+}

@@ -46,8 +46,10 @@ const FAILPOINTS: &[&str] = &[
 /// Log lines a crash-and-restart run may print.
 const ALLOWED: &[&str] = &["moved an unrecognised file", "retrying", "request failed"];
 
-async fn check_pages(ps: &Pageserver, model: &Model, upto: Lsn) {
-    test_runner::server::check_pages(ps, model, KEYS, &[upto.0 / 2, upto.0]).await;
+/// Every page version at or below `upto`: each key at the LSN of each of its records, and at
+/// `upto`. Returns the reads made.
+async fn check_pages(ps: &Pageserver, model: &Model, upto: Lsn) -> usize {
+    test_runner::server::check_every_version(ps, model, KEYS, upto).await
 }
 
 /// Runs the workload with `failpoint` set to `actions` (an `exit`); returns whether the process
@@ -120,10 +122,14 @@ async fn crash_at_every_failpoint_s3() {
 async fn crash_at_every_failpoint(backend: Backend) {
     let mut report = Vec::new();
     let mut unreached = Vec::new();
+    let mut reads = 0;
     for failpoint in FAILPOINTS {
         for phase in 0..phases() {
             match crash_once(backend, failpoint, phase).await {
-                Some(line) => report.push(line),
+                Some((line, n)) => {
+                    report.push(line);
+                    reads += n;
+                }
                 None => {
                     assert!(phase > 0, "{failpoint}: the workload reached the failpoint");
                     unreached.push(format!("{failpoint}#{}", phase + 1));
@@ -139,7 +145,7 @@ async fn crash_at_every_failpoint(backend: Backend) {
         "phases not reached: {unreached:?}"
     );
     test_runner::report(&format!(
-        "suite 1, crash at every failpoint ({backend:?}): {} crashes over {} failpoints x up to {} phases; phases the workload does not reach: {}",
+        "suite 1, crash at every failpoint ({backend:?}): {} crashes over {} failpoints x up to {} phases, {reads} pages read back (every page version at or below the acknowledged LSN after each restart, and after each step of the recovery); phases the workload does not reach: {}",
         report.len(),
         FAILPOINTS.len(),
         phases(),
@@ -154,7 +160,7 @@ async fn crash_at_every_failpoint(backend: Backend) {
 
 /// Crashes at evaluation `phase` (0 = the first) of `failpoint`, restarts and checks; the
 /// report line, or `None` if the workload never evaluates the failpoint that often.
-async fn crash_once(backend: Backend, failpoint: &str, phase: u64) -> Option<String> {
+async fn crash_once(backend: Backend, failpoint: &str, phase: u64) -> Option<(String, usize)> {
     {
         let dir = tempfile::tempdir().unwrap();
         let remote = Remote::new(backend, dir.path(), &format!("crash-{failpoint}-{phase}"));
@@ -212,18 +218,26 @@ async fn crash_once(backend: Backend, failpoint: &str, phase: u64) -> Option<Str
             .await
             .unwrap_or_else(|e| panic!("{failpoint}: {e:#}"));
         history.observe(&remote).await.unwrap();
-        check_pages(&ps, &model, acked).await;
+        let mut reads = check_pages(&ps, &model, acked).await;
 
-        // The storage node resends what was not acknowledged; compaction runs again.
+        // The storage node resends what was not acknowledged; compaction runs again. Each step
+        // is read back.
         let resend = model.records_above(restarted);
         if !resend.is_empty() {
             ps.ingest(&resend).await.unwrap();
         }
         let last = lsn_of(&ps.info().await.unwrap(), "last_record_lsn");
+        reads += check_pages(&ps, &model, last).await;
+        let info = ps.checkpoint().await.unwrap();
+        assert_eq!(
+            lsn_of(&info, "remote_consistent_lsn"),
+            last,
+            "{failpoint}: {info}"
+        );
+        reads += check_pages(&ps, &model, last).await;
+        let compacted = ps.compact().await.unwrap();
+        reads += check_pages(&ps, &model, last).await;
         ps.checkpoint().await.unwrap();
-        ps.compact().await.unwrap();
-        ps.checkpoint().await.unwrap();
-        check_pages(&ps, &model, last).await;
         ps.check_integrity(&remote)
             .await
             .unwrap_or_else(|e| panic!("{failpoint} after recovery: {e:#}"));
@@ -231,9 +245,12 @@ async fn crash_once(backend: Backend, failpoint: &str, phase: u64) -> Option<Str
         ps.check_log(ALLOWED)
             .unwrap_or_else(|e| panic!("{failpoint}: {e:#}"));
         ps.kill9();
-        Some(format!(
-            "{failpoint}: died, acked {acked}, restarted at {restarted}, index {} with {} layers",
-            found.index, found.layers
+        Some((
+            format!(
+                "{failpoint}: died, acked {acked}, restarted at {restarted}, index {} with {} layers; compaction after recovery: {}; {reads} pages read back",
+                found.index, found.layers, compacted["outcome"]
+            ),
+            reads,
         ))
     }
 }
