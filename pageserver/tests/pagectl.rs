@@ -101,7 +101,10 @@ fn layer_show_and_verify() {
     );
     let (code, out, _) = pagectl(&["layer", "verify", delta.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
-    let checksum: u32 = out.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    // The checksum it prints is the file's CRC32C, computed here from the bytes.
+    let checksum = crc32c::crc32c(&std::fs::read(&delta).unwrap());
+    let printed: u32 = out.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(printed, checksum, "{out}");
     assert_eq!(
         pagectl(&[
             "layer",

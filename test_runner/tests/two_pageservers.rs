@@ -89,7 +89,10 @@ async fn a_second_attachment_fences_the_first(backend: Backend) {
         acked,
         "never acknowledged after the second attach"
     );
-    ps1.compact().await.unwrap();
+    let stale_compaction = ps1.compact().await.unwrap();
+    // What the stale attachment serves after its compaction is still its own records.
+    let stale_last = lsn_of(&ps1.info().await.unwrap(), "last_record_lsn");
+    check_pages(&ps1, &stale_model, &[acked.0, stale_last.0]).await;
     for _ in 0..200 {
         if ps1.info().await.unwrap()["pending_uploads"] == 0 {
             break;
@@ -114,17 +117,18 @@ async fn a_second_attachment_fences_the_first(backend: Backend) {
     let info2 = ps2.checkpoint().await.unwrap();
     assert_eq!(lsn_of(&info2, "remote_consistent_lsn"), Lsn(acked.0 + 50));
     ps2.compact().await.unwrap();
+    check_pages(&ps2, &model, &[acked.0, acked.0 + 50]).await;
     ps2.kill9();
     ps2.start(None).await;
     check_pages(&ps2, &model, &[acked.0, acked.0 + 50]).await;
     ps2.check_integrity(&remote).await.unwrap();
     history.observe(&remote).await.unwrap();
-    drop(stale_model);
     ps1.check_log(&["stale", "newer generation", "request failed", "retrying"])
         .unwrap();
     ps2.check_log(&[]).unwrap();
     test_runner::report(&format!(
-        "suite 4, two pageservers ({backend:?}): the stale attachment's checkpoint refused and its compaction ran; the authoritative index ({}) kept all {} layers; {} remote objects observed, none changed",
+        "suite 4, two pageservers ({backend:?}): the stale attachment's checkpoint refused, its compaction {} and its pages read back; the authoritative index ({}) kept all {} layers; {} remote objects observed, none changed",
+        stale_compaction["outcome"],
         found.index,
         found.layers,
         history.observe(&remote).await.unwrap()
