@@ -41,6 +41,10 @@ pub struct Metrics {
     pub reconcile_actions: IntCounterVec,
     /// Files moved to `lost+found/`.
     pub quarantined_files: IntCounter,
+    /// Faults injected by `remote_storage_faults` (testing builds), by kind: `fail_before`,
+    /// `fail_after`, `late`, `duplicate`, and where late writes landed (`late_put_first`,
+    /// `late_put_after_retry`, `late_put_failed`, `late_delete_landed`).
+    pub injected_faults: IntCounterVec,
     /// Current LSNs per timeline (`last_record`, `disk_consistent`, `remote_consistent`).
     pub timeline_lsn: IntGaugeVec,
 }
@@ -128,6 +132,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &r,
             "pageserver_local_delete_errors_total",
             "Failed unlinks or directory fsyncs while deleting local layer files",
+        ),
+        injected_faults: counter_vec(
+            &r,
+            "pageserver_injected_faults_total",
+            "Faults injected into remote storage (testing builds only), by kind",
+            &["kind"],
         ),
         gc_removed_layers: counter(
             &r,

@@ -95,7 +95,10 @@ async fn soak(backend: Backend, default_ops: u64) {
     let mut history = History::default();
     let (mut lsn, mut acked) = (1u64, Lsn(0));
     let mut x = seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
+    // Counted when they did something: checkpoints that were acknowledged (and those that
+    // gave up, apart), compactions that compacted, GCs that removed layers.
     let (mut ingests, mut checkpoints, mut compactions, mut gcs, mut observed) = (0, 0, 0, 0, 0);
+    let (mut checkpoints_gave_up, mut idle_compactions, mut idle_gcs) = (0, 0, 0);
     let (mut single, mut several, mut removed) = (0, 0, 0);
     for _ in 0..ops {
         x ^= x << 13;
@@ -114,13 +117,19 @@ async fn soak(backend: Backend, default_ops: u64) {
                     tokio::time::timeout(Duration::from_secs(30), ps.checkpoint()).await
                 {
                     acked = acked.max(lsn_of(&info, "remote_consistent_lsn"));
+                    checkpoints += 1;
+                } else {
+                    checkpoints_gave_up += 1;
                 }
-                checkpoints += 1;
             }
             15..=16 => {
                 let before = ps.layer_names().await.unwrap();
                 let r = ps.compact().await.unwrap();
-                compactions += 1;
+                if r["outcome"] == "compacted" {
+                    compactions += 1;
+                } else {
+                    idle_compactions += 1;
+                }
                 if r["outcome"] == "compacted" && r["inputs"].as_u64().unwrap() > 0 {
                     // The L1 layers it wrote: new delta layers (a delta name has an LSN range).
                     let l1 = ps
@@ -140,8 +149,13 @@ async fn soak(backend: Backend, default_ops: u64) {
             }
             17 => {
                 let r = ps.gc().await.unwrap();
-                removed += r["removed"].as_u64().unwrap();
-                gcs += 1;
+                let n = r["removed"].as_u64().unwrap();
+                removed += n;
+                if n > 0 {
+                    gcs += 1;
+                } else {
+                    idle_gcs += 1;
+                }
                 // Pages from the new cutoff up read back (they are in layers or in memory).
                 let cutoff = lsn_of(&r, "gc_cutoff_lsn").0.max(1);
                 if lsn > cutoff {
@@ -179,6 +193,38 @@ async fn soak(backend: Backend, default_ops: u64) {
     ps.check_integrity(&remote).await.unwrap();
     check_pages(&ps, &model, &[lsn - 1]).await;
 
+    // Every fault kind the soak enables fired, and some late puts landed after their retry
+    // had written the object (sunlight's order), not only before it.
+    let metrics = String::from_utf8(
+        ps.request(reqwest::Method::GET, "/metrics", "")
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let fired = |kind: &str| -> u64 {
+        let label = format!("pageserver_injected_faults_total{{kind=\"{kind}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&label))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let faults: Vec<(&str, u64)> = [
+        "fail_before",
+        "fail_after",
+        "late",
+        "duplicate",
+        "late_put_first",
+        "late_put_after_retry",
+    ]
+    .into_iter()
+    .map(|k| (k, fired(k)))
+    .collect();
+    for (kind, n) in &faults {
+        assert!(*n > 0, "fault {kind} never fired: {faults:?}");
+    }
+
     // kill -9 and restart on the same faulty store.
     ps.kill9();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -196,7 +242,12 @@ async fn soak(backend: Backend, default_ops: u64) {
     ])
     .unwrap();
     test_runner::report(&format!(
-        "suite 2, slow storage soak ({backend:?}): seed {seed}: {ingests} ingests, {checkpoints} checkpoints, {compactions} compactions ({several} of L0 layers with several L1 outputs, {single} with one), {gcs} GCs ({removed} layers removed), {observed} object observations; final LSN {acked}"
+        "suite 2, slow storage soak ({backend:?}): seed {seed}: {ingests} ingests, {checkpoints} checkpoints acknowledged ({checkpoints_gave_up} gave up), {compactions} compactions that compacted ({several} of L0 layers with several L1 outputs, {single} with one; {idle_compactions} found nothing to do), {gcs} GCs that removed layers ({removed} layers; {idle_gcs} removed none), {observed} object observations; faults fired: {}; final LSN {acked}",
+        faults
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     assert!(
         several > 0 && single == 0,

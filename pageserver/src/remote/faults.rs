@@ -6,6 +6,12 @@
 //! Each write (put or delete) is, at random: delayed; failed before it reaches the store;
 //! reported as timed out while the request still lands later; failed after it persisted; or
 //! sent twice concurrently (a hedged duplicate). Reads and listings are only delayed.
+//!
+//! A late write lands, at random, either soon (before the caller's first retry, 50 ms later,
+//! can land: the benign order) or after 100 ms and more, once the retry has written the object
+//! (sunlight's order: the late request finds the object there, and a create-only put must
+//! refuse it). Every injected fault and where each late put landed are counted in
+//! `pageserver_injected_faults_total{kind}`, so that a soak can prove what it exercised.
 
 use super::{PutOutcome, RemoteStorage};
 use bytes::Bytes;
@@ -110,13 +116,45 @@ fn injected(what: &str, key: &str) -> anyhow::Error {
     anyhow::anyhow!("injected fault: {what} ({key})")
 }
 
+fn count(kind: &str) {
+    crate::metrics::METRICS
+        .injected_faults
+        .with_label_values(&[kind])
+        .inc();
+}
+
+impl FaultyStorage {
+    /// When a late write lands: soon (before a retry could) or after the first retry has had
+    /// time to land (sunlight's order), half of the time each.
+    fn late_delay(&self) -> Duration {
+        let jitter = Duration::from_millis(self.next() % (2 * self.cfg.max_delay_ms + 1));
+        if self.next().is_multiple_of(2) {
+            jitter.min(Duration::from_millis(30))
+        } else {
+            Duration::from_millis(100) + jitter
+        }
+    }
+
+    fn counted(&self) -> Fault {
+        let f = self.fault();
+        match f {
+            Fault::None => {}
+            Fault::FailBefore => count("fail_before"),
+            Fault::FailAfter => count("fail_after"),
+            Fault::Late => count("late"),
+            Fault::Duplicate => count("duplicate"),
+        }
+        f
+    }
+}
+
 impl RemoteStorage for FaultyStorage {
     fn put_if_absent<'a>(
         &'a self,
         key: &'a str,
         data: Bytes,
     ) -> BoxFuture<'a, anyhow::Result<PutOutcome>> {
-        let (fault, delay) = (self.fault(), self.delay());
+        let (fault, delay) = (self.counted(), self.delay());
         Box::pin(async move {
             tokio::time::sleep(delay).await;
             match fault {
@@ -128,10 +166,15 @@ impl RemoteStorage for FaultyStorage {
                 }
                 Fault::Late => {
                     let (inner, key2, later) =
-                        (self.inner.clone(), key.to_string(), self.delay() * 2);
+                        (self.inner.clone(), key.to_string(), self.late_delay());
                     tokio::spawn(async move {
                         tokio::time::sleep(later).await;
-                        let _ = inner.put_if_absent(&key2, data).await;
+                        match inner.put_if_absent(&key2, data).await {
+                            // The retry wrote it first; create-only refused the late request.
+                            Ok(PutOutcome::AlreadyExists) => count("late_put_after_retry"),
+                            Ok(PutOutcome::Created) => count("late_put_first"),
+                            Err(_) => count("late_put_failed"),
+                        }
                     });
                     Err(injected("put timed out (it lands later)", key))
                 }
@@ -171,7 +214,7 @@ impl RemoteStorage for FaultyStorage {
         self.inner.remove_leftovers(prefix)
     }
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
-        let (fault, delay) = (self.fault(), self.delay());
+        let (fault, delay) = (self.counted(), self.delay());
         Box::pin(async move {
             tokio::time::sleep(delay).await;
             match fault {
@@ -183,10 +226,12 @@ impl RemoteStorage for FaultyStorage {
                 }
                 Fault::Late => {
                     let (inner, key2, later) =
-                        (self.inner.clone(), key.to_string(), self.delay() * 2);
+                        (self.inner.clone(), key.to_string(), self.late_delay());
                     tokio::spawn(async move {
                         tokio::time::sleep(later).await;
-                        let _ = inner.delete(&key2).await;
+                        if inner.delete(&key2).await.is_ok() {
+                            count("late_delete_landed");
+                        }
                     });
                     Err(injected("delete timed out (it lands later)", key))
                 }
