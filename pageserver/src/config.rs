@@ -66,8 +66,8 @@ pub struct PageServerConf {
     pub gc_horizon: u64,
     /// Faults injected into remote storage (builds with the `testing` feature only).
     pub remote_storage_faults: Option<crate::remote::faults::FaultConfig>,
-    /// A deliberately broken variant of the layer-map logic (tests only; no config file can
-    /// set it).
+    /// A deliberately broken variant of the layer-map logic (`layer_map_mutation`, accepted
+    /// only by builds with the testing feature).
     #[cfg(feature = "testing")]
     pub layer_map_mutation: Option<crate::timeline::mutation::Mutation>,
 }
@@ -86,6 +86,7 @@ struct ConfigFile {
     compaction_period: Option<String>,
     gc_horizon: Option<u64>,
     remote_storage_faults: Option<crate::remote::faults::FaultConfig>,
+    layer_map_mutation: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +216,19 @@ impl PageServerConf {
                 bail!("remote_storage_faults: only builds with the testing feature inject faults");
             }
             c.remote_storage_faults = Some(faults);
+        }
+        if let Some(m) = f.layer_map_mutation {
+            #[cfg(feature = "testing")]
+            {
+                c.layer_map_mutation = Some(
+                    m.parse()
+                        .map_err(|e: String| anyhow::anyhow!("layer_map_mutation: {e}"))?,
+                );
+            }
+            #[cfg(not(feature = "testing"))]
+            bail!(
+                "layer_map_mutation = {m:?}: only builds with the testing feature play broken variants"
+            );
         }
         Ok(c)
     }

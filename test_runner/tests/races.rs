@@ -38,6 +38,44 @@ const BATCH: u64 = 40;
 /// classification depends on it, never a check.
 const SETTLE: Duration = Duration::from_millis(1500);
 const PAUSE_TIMEOUT: Duration = Duration::from_secs(20);
+/// A planned pair where B never reached its own pause point: not counted as an interleaving.
+const NOT_BOTH: &str = "B waited for A before its pause point (not counted)";
+
+/// What A and B did, from their own answers, must be what the layer list shows: each flush
+/// adds one layer, a compaction adds its outputs and removes its inputs, GC removes what it
+/// says. A layer both added and removed within the interleaving (a new L0 compacted at once)
+/// shows in neither list, so the two differences must fall short of the answers by the same
+/// number.
+fn check_achieved(
+    what: &str,
+    ops: [(Op, &serde_json::Value); 2],
+    before: &BTreeSet<String>,
+    after: &BTreeSet<String>,
+) {
+    let (mut added, mut removed) = (0u64, 0u64);
+    for (op, r) in ops {
+        let n = |f: &str| {
+            r[f].as_u64()
+                .unwrap_or_else(|| panic!("{what}: {f} in {r}"))
+        };
+        match op {
+            Op::Flush => added += 1,
+            Op::Compact => {
+                if r["outcome"] == "compacted" {
+                    added += n("outputs");
+                    removed += n("inputs");
+                }
+            }
+            Op::Gc => removed += n("removed"),
+        }
+    }
+    let shown_in = after.difference(before).count() as u64;
+    let shown_out = before.difference(after).count() as u64;
+    assert!(
+        added >= shown_in && removed >= shown_out && added - shown_in == removed - shown_out,
+        "{what}: the answers add {added} and remove {removed} layers; the list shows {shown_in} in and {shown_out} out"
+    );
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
@@ -105,6 +143,7 @@ struct Driver {
     gone: BTreeSet<String>,
     last_names: BTreeSet<String>,
     seed: u64,
+    _dir: tempfile::TempDir,
 }
 
 /// Starts `op` as a task; a flush ingests a batch of its own first.
@@ -171,6 +210,8 @@ impl Driver {
     /// Runs one interleaving; returns how it went, for the report.
     async fn run(&mut self, il: Interleaving) -> &'static str {
         self.prepare().await;
+        let what = format!("{il:?}");
+        let before = self.observe(&what).await;
         let ps = self.ps.clone();
         ps.failpoint(il.a_point, "1*pause").await.unwrap();
         let a = start(self, il.a);
@@ -189,7 +230,7 @@ impl Driver {
                 .await
                 .unwrap_or(false);
             if !reached {
-                how = "B waited for A before its pause point";
+                how = NOT_BOTH;
             } else if il.release_b_first {
                 ps.failpoint(q, "off").await.unwrap();
                 if !is_done(&mut b).await {
@@ -200,19 +241,39 @@ impl Driver {
             } else {
                 how = "both paused; A released first";
             }
+            self.observe(&what).await;
             ps.failpoint(il.a_point, "off").await.unwrap();
             ps.failpoint(q, "off").await.unwrap();
         } else {
             if !is_done(&mut b).await {
                 how = "B waited for A";
             }
+            self.observe(&what).await;
             ps.failpoint(il.a_point, "off").await.unwrap();
         }
-        finish(&format!("{il:?}: A"), a).await;
-        finish(&format!("{il:?}: B"), b).await;
+        let ra = finish(&format!("{il:?}: A"), a).await;
+        let rb = finish(&format!("{il:?}: B"), b).await;
         drop(ps);
-        self.check(&format!("{il:?}")).await;
+        let after = self.observe(&what).await;
+        check_achieved(&what, [(il.a, &ra), (il.b, &rb)], &before, &after);
+        self.check(&what).await;
         how
+    }
+
+    /// The layer list now; every layer that left it since the last look is remembered, and
+    /// none of those may be back (a layer removed and installed again within an interleaving
+    /// is caught too).
+    async fn observe(&mut self, what: &str) -> BTreeSet<String> {
+        let names: BTreeSet<String> = self.ps.layer_names().await.unwrap().into_iter().collect();
+        self.gone
+            .extend(self.last_names.difference(&names).cloned());
+        let back: Vec<&String> = names.intersection(&self.gone).collect();
+        assert!(
+            back.is_empty(),
+            "{what}: removed layers came back: {back:?}"
+        );
+        self.last_names = names.clone();
+        names
     }
 
     /// The checks of the module doc, then `kill -9`, restart, and the same checks again.
@@ -236,15 +297,7 @@ impl Driver {
     }
 
     async fn check_now(&mut self, what: &str) -> BTreeSet<String> {
-        let names: BTreeSet<String> = self.ps.layer_names().await.unwrap().into_iter().collect();
-        self.gone
-            .extend(self.last_names.difference(&names).cloned());
-        let back: Vec<&String> = names.intersection(&self.gone).collect();
-        assert!(
-            back.is_empty(),
-            "{what}: removed layers came back: {back:?}"
-        );
-        self.last_names = names.clone();
+        let names = self.observe(what).await;
         let info = self.ps.info().await.unwrap();
         let (cutoff, last) = (
             lsn_of(&info, "gc_cutoff_lsn").0.max(1),
@@ -302,23 +355,21 @@ fn interleavings(pairs: bool) -> Vec<Interleaving> {
     out
 }
 
-async fn races(backend: Backend) {
-    let pairs = std::env::var("RACES_PAIRS").is_ok_and(|v| v == "1");
+/// A server with the suite's settings (and `extra`), its tenant and timeline, and a driver.
+async fn driver(backend: Backend, name: &str, extra: &[&str]) -> Driver {
     let dir = tempfile::tempdir().unwrap();
-    let remote = Remote::new(backend, dir.path(), "races");
-    let mut ps = Pageserver::with_remote(
-        dir.path(),
-        &remote,
-        &[
-            "compaction_threshold = 2",
-            "image_creation_threshold = 1",
-            "gc_horizon = 0",
-            "compaction_period = \"1h\"",
-        ],
-    );
+    let remote = Remote::new(backend, dir.path(), name);
+    let mut settings = vec![
+        "compaction_threshold = 2",
+        "image_creation_threshold = 1",
+        "gc_horizon = 0",
+        "compaction_period = \"1h\"",
+    ];
+    settings.extend_from_slice(extra);
+    let mut ps = Pageserver::with_remote(dir.path(), &remote, &settings);
     ps.start(None).await;
     ps.setup().await.unwrap();
-    let mut d = Driver {
+    Driver {
         ps: Arc::new(ps),
         remote,
         model: Model::default(),
@@ -327,7 +378,13 @@ async fn races(backend: Backend) {
         gone: BTreeSet::new(),
         last_names: BTreeSet::new(),
         seed: 1,
-    };
+        _dir: dir,
+    }
+}
+
+async fn races(backend: Backend) {
+    let pairs = std::env::var("RACES_PAIRS").is_ok_and(|v| v == "1");
+    let mut d = driver(backend, "races", &[]).await;
     let list = interleavings(pairs);
     let mut report: std::collections::BTreeMap<&str, usize> = Default::default();
     for (i, il) in list.iter().enumerate() {
@@ -335,11 +392,11 @@ async fn races(backend: Backend) {
         let how = d.run(*il).await;
         *report.entry(how).or_default() += 1;
     }
+    let counted = list.len() - report.get(NOT_BOTH).copied().unwrap_or(0);
     d.ps.check_log(&["abandoned"]).unwrap();
     let how: Vec<String> = report.iter().map(|(h, n)| format!("{h}: {n}")).collect();
     test_runner::report(&format!(
-        "suite 3, races ({backend:?}): {} interleavings of flush, compaction and GC at {} pause points ({}), each followed by kill -9 and restart; {} layers removed, none lost or resurrected; final LSN {}",
-        list.len(),
+        "suite 3, races ({backend:?}): {counted} interleavings of flush, compaction and GC at {} pause points ({}), each with what both did checked against the layer list and followed by kill -9 and restart; {} layers removed, none lost or resurrected; final LSN {}",
         OPS.iter().map(|o| o.pause_points().len()).sum::<usize>(),
         how.join("; "),
         d.gone.len(),
@@ -355,4 +412,47 @@ async fn every_interleaving_at_the_pause_points_local() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_interleaving_at_the_pause_points_s3() {
     races(Backend::S3).await;
+}
+
+/// Reftable's bug put back (`layer_map_mutation = "InstallOverSnapshot"`, testing builds
+/// only): a compaction paused after choosing its inputs while a flush or GC changes the map,
+/// then installing the list of its snapshot, must fail the suite's checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_that_installs_over_its_snapshot_is_caught() {
+    let list: Vec<Interleaving> = interleavings(false)
+        .into_iter()
+        .filter(|il| {
+            il.a == Op::Compact && il.a_point == "compaction-after-output" && il.b != Op::Compact
+        })
+        .collect();
+    assert_eq!(list.len(), 2);
+    let mut d = driver(
+        Backend::Local,
+        "races-broken",
+        &["layer_map_mutation = \"InstallOverSnapshot\""],
+    )
+    .await;
+    let run = tokio::spawn(async move {
+        for il in list {
+            d.run(il).await;
+        }
+    });
+    let err = run.await.expect_err("the suite passed with reftable's bug");
+    let msg = err
+        .into_panic()
+        .downcast::<String>()
+        .map(|m| *m)
+        .unwrap_or_default();
+    println!("caught: {msg}");
+    assert!(
+        [
+            "came back",
+            "differs from the model",
+            "the answers add",
+            "server"
+        ]
+        .iter()
+        .any(|k| msg.contains(k)),
+        "caught, but not by a check of the suite: {msg}"
+    );
 }

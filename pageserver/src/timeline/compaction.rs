@@ -162,6 +162,9 @@ impl Timeline {
     }
 
     async fn compact_inner(self: &Arc<Self>) -> anyhow::Result<CompactionResult> {
+        #[cfg(feature = "testing")]
+        let snapshot: Vec<Arc<LayerHandle>> =
+            self.with_layer_map(|m| m.layers().cloned().collect());
         let (inputs, in_map) = {
             let l = self.layers.read().expect("not poisoned");
             // Only layers already in remote storage: an input's local file is removed after
@@ -244,6 +247,18 @@ impl Timeline {
         let change = Change::Compaction {
             inputs: inputs.clone(),
             outputs,
+        };
+        #[cfg(feature = "testing")]
+        let change = match (self.conf.layer_map_mutation, change) {
+            (
+                Some(crate::timeline::mutation::Mutation::InstallOverSnapshot),
+                Change::Compaction { inputs, outputs },
+            ) => Change::OverSnapshot {
+                snapshot,
+                inputs,
+                outputs,
+            },
+            (_, change) => change,
         };
         if let Err(e) = self.install(|_| Some(change), None) {
             remove_files(&self.src.engine, &self.dir, &paths, &self.shut_down);

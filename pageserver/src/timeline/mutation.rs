@@ -1,7 +1,8 @@
 //! Deliberately broken variants of the layer-map logic, in builds with the `testing` feature
-//! only, so that the lifecycle simulation can show that it catches each (a checker that cannot
-//! fail is worthless). Set through `PageServerConf::layer_map_mutation`, which no config file
-//! can set; production builds do not contain these branches.
+//! only, so that the lifecycle simulation and the race suite can show that they catch each (a
+//! checker that cannot fail is worthless). Set through `PageServerConf::layer_map_mutation`
+//! (`layer_map_mutation = "InstallOverSnapshot"` in the config, refused by other builds);
+//! production builds do not contain these branches.
 
 /// A broken variant; `None` in the setting is the real code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,4 +27,22 @@ pub enum Mutation {
     /// A change with an output already in the map drops that output but still removes its
     /// inputs.
     DuplicateDropsInputs,
+    /// Reftable's bug: a compaction installs the layer list of the snapshot it took before
+    /// its work (minus its inputs, plus its outputs) over the map as it is now, so layers
+    /// flushed meanwhile are lost and layers removed meanwhile come back.
+    InstallOverSnapshot,
+}
+
+impl std::str::FromStr for Mutation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mutation, String> {
+        Ok(match s {
+            "GcCoverageRule" => Mutation::GcCoverageRule,
+            "ReadsIgnoreImagesInsideDeltas" => Mutation::ReadsIgnoreImagesInsideDeltas,
+            "L0ByKeyRange" => Mutation::L0ByKeyRange,
+            "DuplicateDropsInputs" => Mutation::DuplicateDropsInputs,
+            "InstallOverSnapshot" => Mutation::InstallOverSnapshot,
+            other => return Err(format!("unknown broken variant {other:?}")),
+        })
+    }
 }

@@ -83,6 +83,17 @@ pub enum Change {
         /// The layers.
         names: Vec<LayerName>,
     },
+    /// The broken variant `InstallOverSnapshot` (tests only): the map becomes `snapshot`
+    /// without `inputs`, with `outputs`.
+    #[cfg(feature = "testing")]
+    OverSnapshot {
+        /// The layers when the compaction chose its inputs.
+        snapshot: Vec<Arc<LayerHandle>>,
+        /// Its inputs.
+        inputs: Vec<Arc<LayerHandle>>,
+        /// Its outputs.
+        outputs: Vec<Arc<LayerHandle>>,
+    },
 }
 
 impl Change {
@@ -93,6 +104,8 @@ impl Change {
             Change::Flush { layer } => std::slice::from_ref(layer),
             Change::Compaction { outputs, .. } | Change::Images { outputs } => outputs,
             Change::Gc { .. } | Change::Remove { .. } => &[],
+            #[cfg(feature = "testing")]
+            Change::OverSnapshot { outputs, .. } => outputs,
         }
     }
 
@@ -104,6 +117,8 @@ impl Change {
             Change::Images { .. } => "images",
             Change::Gc { .. } => "gc",
             Change::Remove { .. } => "remove",
+            #[cfg(feature = "testing")]
+            Change::OverSnapshot { .. } => "compaction",
         }
     }
 }
@@ -334,6 +349,15 @@ impl LayerMap {
                     .filter_map(|n| self.layers.get(n).cloned())
                     .collect();
                 (Vec::new(), remove, None, None)
+            }
+            #[cfg(feature = "testing")]
+            Change::OverSnapshot {
+                snapshot,
+                inputs,
+                outputs,
+            } => {
+                let (added, removed) = self.over_snapshot(snapshot, inputs, outputs);
+                (added, removed, None, None)
             }
         };
         // The result, checked before it replaces the map.

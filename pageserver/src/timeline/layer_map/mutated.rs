@@ -83,4 +83,32 @@ impl LayerMap {
             .cloned()
             .collect()
     }
+
+    /// [`Mutation::InstallOverSnapshot`]: what installing `snapshot` without `inputs` and with
+    /// `outputs` over the map adds and removes: layers flushed since the snapshot are lost,
+    /// layers removed since come back.
+    pub(super) fn over_snapshot(
+        &self,
+        snapshot: Vec<Arc<LayerHandle>>,
+        inputs: Vec<Arc<LayerHandle>>,
+        outputs: Vec<Arc<LayerHandle>>,
+    ) -> (Vec<Arc<LayerHandle>>, Vec<Arc<LayerHandle>>) {
+        let in_snapshot = |n: &LayerName| snapshot.iter().any(|h| h.name == *n);
+        let is_input = |n: &LayerName| inputs.iter().any(|h| h.name == *n);
+        let mut removed: Vec<Arc<LayerHandle>> = self
+            .layers
+            .values()
+            .filter(|h| is_input(&h.name) || !in_snapshot(&h.name))
+            .cloned()
+            .collect();
+        removed.dedup_by(|a, b| a.name == b.name);
+        let mut added = outputs;
+        added.extend(
+            snapshot
+                .iter()
+                .filter(|h| !is_input(&h.name) && !self.layers.contains_key(&h.name))
+                .cloned(),
+        );
+        (added, removed)
+    }
 }
