@@ -77,6 +77,7 @@ pub struct UploadState {
     last_error: Mutex<Option<String>>,
     stale: AtomicBool,
     pending: AtomicUsize,
+    executing: AtomicBool,
     uploaded: Mutex<std::collections::HashSet<String>>,
 }
 
@@ -110,6 +111,10 @@ impl UploadState {
     /// Operations queued and not yet done.
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::SeqCst)
+    }
+    /// Whether an attempt is under way (not waiting for an operation or backing off).
+    pub fn is_executing(&self) -> bool {
+        self.executing.load(Ordering::SeqCst)
     }
     /// Waits until `remote_consistent_lsn` reaches `lsn`, or the attachment turns out stale
     /// (it will never acknowledge again).
@@ -161,6 +166,7 @@ impl UploadQueue {
             last_error: Mutex::new(None),
             stale: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
+            executing: AtomicBool::new(false),
             uploaded: Mutex::new(Default::default()),
         });
         let (cancel, cancelled) = watch::channel(false);
@@ -231,7 +237,10 @@ async fn run(
         let mut backoff = BACKOFF_START;
         loop {
             let before = remaining(&op);
-            match execute(&target, &mut op, &state).await {
+            state.executing.store(true, Ordering::SeqCst);
+            let attempt = execute(&target, &mut op, &state).await;
+            state.executing.store(false, Ordering::SeqCst);
+            match attempt {
                 Ok(()) => {
                     *state.last_error.lock().expect("not poisoned") = None;
                     break;

@@ -2,16 +2,20 @@
 //! slow and faulty object store (brief section 8).
 //!
 //! Every write (create-only put or delete) under the faulty prefix draws its fate from the
-//! store's own seeded generator, in the order writes arrive:
-//! * done at once;
-//! * failed before it reaches the store (nothing written);
+//! store's own seeded generator, in the order writes arrive, and then waits until the test
+//! releases it (a slow store: the writer is idle until the schedule says otherwise). On
+//! release it meets its fate:
+//! * done;
+//! * failed before it reached the store (nothing written);
 //! * failed after it persisted (the caller sees an error, the write is there);
-//! * *late*: the caller sees a timeout at once, and the write lands only when the test
-//!   releases it, possibly after later writes (out of order);
-//! * *slow*: the caller waits until the test releases it; it lands then.
+//! * *late*: the caller sees a timeout, and the write lands only when the test releases it a
+//!   second time, possibly after later writes (out of order).
 //!
-//! Reads and listings answer at once from what has landed. Nothing depends on wall-clock time,
-//! so a simulation on a current-thread runtime with paused time replays exactly from its seed.
+//! Reads and listings answer at once from what has landed. Nothing depends on wall-clock
+//! time, and a writer only runs when the test releases it, so a simulation on a
+//! current-thread runtime with paused time replays exactly from its seed. Writes outside the
+//! faulty prefix (generation claims, probes) land at once; until [`SimStorage::hold_writes`]
+//! is called, the others meet their fate at once.
 //! The store also keeps, for every key, the checksum of the first bytes ever stored under it:
 //! a later create with other bytes (after a delete) is recorded as a violation, since a reader
 //! of an older index could then fetch bytes it never promised.
@@ -30,10 +34,8 @@ pub struct SimFaults {
     pub fail_before: f64,
     /// Fails after it persisted.
     pub fail_after: f64,
-    /// Times out for the caller; lands when released.
+    /// Times out for the caller; lands when released again.
     pub late: f64,
-    /// The caller waits until it is released.
-    pub slow: f64,
 }
 
 /// How many writes met each fate.
@@ -47,8 +49,8 @@ pub struct SimCounts {
     pub failed_after: u64,
     /// Reported as timed out, landing later.
     pub late: u64,
-    /// Held until released.
-    pub slow: u64,
+    /// Writes released to meet their fate.
+    pub released: u64,
     /// Late writes that landed.
     pub landed_late: u64,
     /// Late writes that found their work done: a put whose key had been created meanwhile, a
@@ -63,9 +65,10 @@ enum Write {
 }
 
 #[derive(Debug)]
-struct Slow {
+struct Held {
     write: Write,
-    done: oneshot::Sender<PutOutcome>,
+    fate: Fate,
+    done: oneshot::Sender<anyhow::Result<PutOutcome>>,
 }
 
 #[derive(Debug)]
@@ -74,7 +77,8 @@ struct State {
     faults: SimFaults,
     faulty_prefix: String,
     rng: u64,
-    slow: Vec<Slow>,
+    holding: bool,
+    held: Vec<Held>,
     late: Vec<Write>,
     first_crc: HashMap<String, u32>,
     violations: Vec<String>,
@@ -82,6 +86,31 @@ struct State {
 }
 
 impl State {
+    /// A write meets its fate: lands, fails before or after landing, or is left to land late.
+    fn meet(&mut self, fate: Fate, w: Write) -> anyhow::Result<PutOutcome> {
+        let key = match &w {
+            Write::Put { key, .. } | Write::Delete { key } => key.clone(),
+        };
+        match fate {
+            Fate::Done => Ok(self.land(&w)),
+            Fate::FailBefore => Err(anyhow::anyhow!(
+                "simulated: {key}: failed before reaching the store"
+            )),
+            Fate::FailAfter => {
+                self.land(&w);
+                Err(anyhow::anyhow!(
+                    "simulated: {key}: timed out after the write persisted"
+                ))
+            }
+            Fate::Late => {
+                self.late.push(w);
+                Err(anyhow::anyhow!(
+                    "simulated: {key}: timed out; the request is still in flight"
+                ))
+            }
+        }
+    }
+
     fn next(&mut self) -> u64 {
         // splitmix64
         self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -119,13 +148,12 @@ impl State {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fate {
-    Now,
+    Done,
     FailBefore,
     FailAfter,
     Late,
-    Slow,
 }
 
 /// The store. Share it as `Arc<SimStorage>`; the server sees it as its remote storage.
@@ -143,7 +171,8 @@ impl SimStorage {
                 faults,
                 faulty_prefix: faulty_prefix.to_string(),
                 rng: seed,
-                slow: Vec::new(),
+                holding: false,
+                held: Vec::new(),
                 late: Vec::new(),
                 first_crc: HashMap::new(),
                 violations: Vec::new(),
@@ -161,24 +190,30 @@ impl SimStorage {
         self.lock().faults = faults;
     }
 
-    /// Writes held (slow) and writes still to land (late).
-    pub fn pending(&self) -> (usize, usize) {
-        let s = self.lock();
-        (s.slow.len(), s.late.len())
+    /// From now on every write under the faulty prefix waits until released.
+    pub fn hold_writes(&self) {
+        self.lock().holding = true;
     }
 
-    /// Lands the `i`th held write (modulo their number) and lets its caller go on; `false` if
-    /// none is held.
-    pub fn release_slow(&self, i: usize) -> bool {
+    /// Writes waiting for their release, and late writes still to land.
+    pub fn pending(&self) -> (usize, usize) {
+        let s = self.lock();
+        (s.held.len(), s.late.len())
+    }
+
+    /// Releases the `i`th waiting write (modulo their number) to meet its fate, and lets its
+    /// caller go on; `false` if none waits.
+    pub fn release(&self, i: usize) -> bool {
         let mut s = self.lock();
-        if s.slow.is_empty() {
+        if s.held.is_empty() {
             return false;
         }
-        let n = s.slow.len();
-        let held = s.slow.remove(i % n);
-        let outcome = s.land(&held.write);
-        // The caller may have given up (a cancelled task): the write landed all the same.
-        let _ = held.done.send(outcome);
+        let n = s.held.len();
+        let held = s.held.remove(i % n);
+        s.counts.released += 1;
+        let result = s.meet(held.fate, held.write);
+        // The caller may have given up (a cancelled task): the fate stands all the same.
+        let _ = held.done.send(result);
         true
     }
 
@@ -202,14 +237,16 @@ impl SimStorage {
         true
     }
 
-    /// The process that sent the held writes died: each becomes a late write (it may still
-    /// land when released) and its caller sees an error.
+    /// The process that sent the waiting writes died: each that would have reached the store
+    /// becomes a late write (it may still land when released) and its caller sees an error.
     pub fn crash_in_flight(&self) {
         let mut s = self.lock();
-        let held = std::mem::take(&mut s.slow);
+        let held = std::mem::take(&mut s.held);
         for h in held {
-            s.late.push(h.write);
-            s.counts.late += 1;
+            if h.fate != Fate::FailBefore {
+                s.late.push(h.write);
+                s.counts.late += 1;
+            }
         }
     }
 
@@ -228,11 +265,8 @@ impl SimStorage {
         self.lock().counts
     }
 
-    fn fate(&self, key: &str) -> Fate {
-        let mut s = self.lock();
-        if !key.starts_with(&s.faulty_prefix) {
-            return Fate::Now;
-        }
+    /// The fate of a write under the faulty prefix, drawn as it arrives.
+    fn fate(s: &mut State) -> Fate {
         s.counts.writes += 1;
         let f = s.faults;
         let x = s.chance();
@@ -245,36 +279,34 @@ impl SimStorage {
         } else if x < f.fail_before + f.fail_after + f.late {
             s.counts.late += 1;
             Fate::Late
-        } else if x < f.fail_before + f.fail_after + f.late + f.slow {
-            s.counts.slow += 1;
-            Fate::Slow
         } else {
-            Fate::Now
+            Fate::Done
         }
     }
 
     async fn write(&self, w: Write) -> anyhow::Result<PutOutcome> {
-        let key = match &w {
-            Write::Put { key, .. } | Write::Delete { key } => key.clone(),
+        let rx = {
+            let mut s = self.lock();
+            let key = match &w {
+                Write::Put { key, .. } | Write::Delete { key } => key,
+            };
+            if !key.starts_with(&s.faulty_prefix) {
+                return Ok(s.land(&w));
+            }
+            let fate = SimStorage::fate(&mut s);
+            if !s.holding {
+                return s.meet(fate, w);
+            }
+            let (done, rx) = oneshot::channel();
+            s.held.push(Held {
+                write: w,
+                fate,
+                done,
+            });
+            rx
         };
-        match self.fate(&key) {
-            Fate::Now => Ok(self.lock().land(&w)),
-            Fate::FailBefore => anyhow::bail!("simulated: {key}: failed before reaching the store"),
-            Fate::FailAfter => {
-                self.lock().land(&w);
-                anyhow::bail!("simulated: {key}: timed out after the write persisted")
-            }
-            Fate::Late => {
-                self.lock().late.push(w);
-                anyhow::bail!("simulated: {key}: timed out; the request is still in flight")
-            }
-            Fate::Slow => {
-                let (done, rx) = oneshot::channel();
-                self.lock().slow.push(Slow { write: w, done });
-                rx.await
-                    .map_err(|_| anyhow::anyhow!("simulated: {key}: the store went away"))
-            }
-        }
+        rx.await
+            .map_err(|_| anyhow::anyhow!("simulated: the store went away"))?
     }
 }
 

@@ -590,6 +590,12 @@ impl Timeline {
             .collect()
     }
 
+    /// Whether the upload queue is in the middle of an attempt (for simulations that must
+    /// know when the server is idle).
+    pub fn uploads_executing(&self) -> bool {
+        self.uploads.state().is_executing()
+    }
+
     /// Waits until every queued upload and deletion is done (or `timeout` passes).
     pub async fn wait_uploads(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
