@@ -41,6 +41,7 @@ pub struct IngestError {
 /// Decodes a whole body. `last_record_lsn` is the timeline's: the first LSN must be above it.
 pub fn decode(body: &Bytes, last_record_lsn: Lsn) -> Result<Vec<Record>, IngestError> {
     let mut out: Vec<Record> = Vec::new();
+    let mut keys_at_lsn: std::collections::HashSet<Key> = std::collections::HashSet::new();
     let mut at = 0usize;
     if body.is_empty() {
         return Err(IngestError {
@@ -68,6 +69,11 @@ pub fn decode(body: &Bytes, last_record_lsn: Lsn) -> Result<Vec<Record>, IngestE
             return Err(err(
                 "key ffff...ff is reserved as the end of the key space".into()
             ));
+        }
+        if lsn == Lsn::MAX {
+            return Err(err(format!(
+                "LSN {lsn} is reserved: a layer's LSN range ends one above its last record"
+            )));
         }
         match out.last() {
             None if lsn <= last_record_lsn => {
@@ -120,12 +126,11 @@ pub fn decode(body: &Bytes, last_record_lsn: Lsn) -> Result<Vec<Record>, IngestE
                 )));
             }
         };
-        if out
-            .iter()
-            .rev()
-            .take_while(|r| r.lsn == lsn)
-            .any(|r| r.key == key)
-        {
+        // Keys seen at the current LSN: linear in the body, however many records share it.
+        if out.last().is_some_and(|prev| prev.lsn != lsn) {
+            keys_at_lsn.clear();
+        }
+        if !keys_at_lsn.insert(key) {
             return Err(err(format!("key {key} appears twice at LSN {lsn}")));
         }
         out.push(Record { key, lsn, value });
@@ -235,6 +240,15 @@ mod tests {
             0,
             "reserved",
         );
+        check(
+            encode(&[Record {
+                lsn: Lsn::MAX,
+                ..delta(0, 5)
+            }]),
+            0,
+            0,
+            "reserved",
+        );
         let mut bad_kind = good.clone();
         bad_kind[24] = 7;
         check(bad_kind, 0, 0, "unknown record kind 7");
@@ -274,6 +288,25 @@ mod tests {
             0,
             0,
             "empty delta",
+        );
+    }
+
+    /// Many records at one LSN: all distinct keys pass, and a repeat anywhere among them is
+    /// found (the check keeps a set of the LSN's keys, linear in the body).
+    #[test]
+    fn many_records_at_one_lsn_and_a_repeat_among_them() {
+        let mut recs: Vec<Record> = (0..20_000u128).map(|k| delta(k, 9)).collect();
+        let body = Bytes::from(encode(&recs));
+        assert_eq!(decode(&body, Lsn(1)).unwrap().len(), 20_000);
+        recs.push(delta(12_345, 9));
+        let err = decode(&Bytes::from(encode(&recs)), Lsn(1)).unwrap_err();
+        assert!(err.message.contains("appears twice"), "{err}");
+        // The same key at the next LSN is fine.
+        recs.pop();
+        recs.push(delta(12_345, 10));
+        assert_eq!(
+            decode(&Bytes::from(encode(&recs)), Lsn(1)).unwrap().len(),
+            20_001
         );
     }
 }

@@ -1,0 +1,90 @@
+//! Hostile input on the real binary (#13): one request must never take the node down.
+//!
+//! * A record at LSN `FFFFFFFF/FFFFFFFF` was accepted; the next checkpoint panicked while
+//!   holding the layer lock, and from then on every tenant request failed. It is refused with
+//!   400 now, and the node serves on.
+//! * Many records at one LSN: the duplicate check was quadratic under the ingest lock (200,000
+//!   records took about 26 s). It keeps a set of the LSN's keys now; the test sends 200,000 and
+//!   prints how long the request took (a figure, not an assertion).
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use layer_format::value::{Patch, encode_patches};
+use layer_format::{Key, Lsn, Value};
+use pageserver::timeline::Record;
+use test_runner::server::{Pageserver, TENANT, lsn_of};
+
+fn delta(key: u128, lsn: Lsn) -> Record {
+    Record {
+        key: Key::from_u128(key),
+        lsn,
+        value: Value::Delta {
+            will_init: true,
+            record: encode_patches(&[Patch {
+                offset: 0,
+                bytes: b"x",
+            }]),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_at_the_top_lsn_is_refused_and_the_node_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ps = Pageserver::new(dir.path(), &["compaction_period = \"1h\""]);
+    ps.start(None).await;
+    ps.setup().await.unwrap();
+    ps.ingest(&[delta(1, Lsn(5))]).await.unwrap();
+
+    let err = ps.ingest(&[delta(2, Lsn::MAX)]).await.unwrap_err();
+    assert_eq!(err.status, 400, "{err:?}");
+    assert!(err.body.contains("reserved"), "{err:?}");
+    let body: serde_json::Value = serde_json::from_str(&err.body).unwrap();
+    assert!(body["error"].is_string(), "{body}");
+
+    // Nothing changed, and everything still answers.
+    let info = ps.checkpoint().await.unwrap();
+    assert_eq!(lsn_of(&info, "last_record_lsn"), Lsn(5));
+    assert_eq!(lsn_of(&info, "remote_consistent_lsn"), Lsn(5));
+    ps.request(reqwest::Method::GET, "/v1/tenant", "")
+        .await
+        .unwrap();
+    ps.request(
+        reqwest::Method::POST,
+        &format!("/v1/tenant/{TENANT}/reset"),
+        "",
+    )
+    .await
+    .unwrap();
+    let page = ps.page(Key::from_u128(1), Lsn(5)).await.unwrap();
+    assert_eq!(page[0], b'x');
+    ps.check_log(&[]).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_records_at_one_lsn() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ps = Pageserver::new(dir.path(), &["compaction_period = \"1h\""]);
+    ps.start(None).await;
+    ps.setup().await.unwrap();
+    let n = 200_000u128;
+    let recs: Vec<Record> = (0..n).map(|k| delta(k, Lsn(7))).collect();
+    let started = std::time::Instant::now();
+    let answer = ps.ingest(&recs).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(lsn_of(&answer, "last_record_lsn"), Lsn(7));
+    // A repeat among them is refused whole.
+    let mut again: Vec<Record> = (0..1000u128).map(|k| delta(k, Lsn(8))).collect();
+    again.push(delta(500, Lsn(8)));
+    let err = ps.ingest(&again).await.unwrap_err();
+    assert_eq!(err.status, 400, "{err:?}");
+    assert!(err.body.contains("appears twice"), "{err:?}");
+    let page = ps.page(Key::from_u128(199_999), Lsn(7)).await.unwrap();
+    assert_eq!(page[0], b'x');
+    test_runner::report(&format!(
+        "hostile input: {n} records at one LSN ingested in {:.2} s (one request, debug build)",
+        took.as_secs_f64()
+    ));
+}
