@@ -355,3 +355,23 @@ fn einval_falls_back_to_link_and_unlink_without_overwriting() {
     drop(err);
     assert_eq!(names(dir.path()), vec![info.file_name.to_string()]);
 }
+
+#[test]
+fn a_move_falls_back_to_link_and_unlink_and_never_replaces() {
+    let fs = Arc::new(FaultyEngine {
+        rename_einval: true,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::write(&a, b"first").unwrap();
+    layer_format::durable::move_noreplace(&*fs, &a, &b).unwrap();
+    assert_eq!(fs.einvals.load(Ordering::SeqCst), 1);
+    assert_eq!(std::fs::read(&b).unwrap(), b"first");
+    assert!(!a.exists());
+    std::fs::write(&a, b"second").unwrap();
+    let err = layer_format::durable::move_noreplace(&*fs, &a, &b).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+    assert_eq!(std::fs::read(&b).unwrap(), b"first", "never replaced");
+    assert_eq!(std::fs::read(&a).unwrap(), b"second", "the source stays");
+}

@@ -88,3 +88,40 @@ async fn many_records_at_one_lsn() {
         took.as_secs_f64()
     ));
 }
+
+/// A regular file named `lost+found` in a timeline directory stopped start-up (the quarantine
+/// could not create the directory). Now it is quarantined like any stray file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_named_lost_and_found_does_not_stop_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ps = Pageserver::new(dir.path(), &["compaction_period = \"1h\""]);
+    ps.start(None).await;
+    ps.setup().await.unwrap();
+    ps.ingest(&[delta(1, Lsn(5))]).await.unwrap();
+    ps.checkpoint().await.unwrap();
+    ps.kill9();
+    let tl = ps.timeline_dir();
+    std::fs::write(tl.join("lost+found"), b"not a directory").unwrap();
+    std::fs::write(tl.join("stray"), b"junk").unwrap();
+    ps.start(None).await;
+    let page = ps.page(Key::from_u128(1), Lsn(5)).await.unwrap();
+    assert_eq!(page[0], b'x');
+    let lf = tl.join("lost+found");
+    assert!(lf.is_dir(), "lost+found is a directory again");
+    let mut inside: Vec<String> = std::fs::read_dir(&lf)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    inside.sort();
+    assert_eq!(inside.len(), 2, "{inside:?}");
+    assert!(
+        inside[0].starts_with("lost+found.") && inside[1].starts_with("stray."),
+        "{inside:?}"
+    );
+    let moved: Vec<Vec<u8>> = inside
+        .iter()
+        .map(|n| std::fs::read(lf.join(n)).unwrap())
+        .collect();
+    assert_eq!(moved, vec![b"not a directory".to_vec(), b"junk".to_vec()]);
+    ps.check_log(&["moved an unrecognised file"]).unwrap();
+}

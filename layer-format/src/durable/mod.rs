@@ -10,15 +10,19 @@
 //!    `EINVAL`, `link` + `unlink`, which refuses to overwrite as well;
 //! 3. fsync the directory (once for a whole batch).
 //!
+//! [`move_noreplace`] moves an existing file the same way (quarantine into `lost+found/`).
+//!
 //! Guarantees: a file under a final name was complete and fsynced before it got that name; an
 //! existing file under the final name is never touched (`AlreadyExists`); the temp file is
 //! removed on every error path (by [`Drop`] if nothing else); if a step after the rename fails,
 //! the names published by that call are removed again before the error returns.
 
 mod dirs;
+mod moves;
 mod publish;
 mod temp;
 
 pub use dirs::create_dir_all_durable;
+pub use moves::move_noreplace;
 pub use publish::{BatchPublishError, publish, publish_batch};
 pub use temp::{SyncedFile, TempFile};

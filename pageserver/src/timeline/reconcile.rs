@@ -7,7 +7,7 @@
 //! | a layer file the index lists with this generation and size | kept (checksum checked on first open) |
 //! | a layer file of a size the index does not record | removed; fetched again on demand |
 //! | a layer file the index does not list (or with another generation) | removed |
-//! | anything else (file or directory) | moved to `lost+found/` with a warning |
+//! | anything else (file or directory) | moved to `lost+found/` with a warning (a file named `lost+found` too); if the move fails, left in place with a warning |
 //! | a layer the index lists but absent locally | fetched on demand |
 //!
 //! Every action is counted in `pageserver_reconcile_actions_total{action}`; quarantined files
@@ -32,6 +32,8 @@ pub struct ReconcileReport {
     pub mismatched_removed: usize,
     /// Files moved to `lost+found/`.
     pub quarantined: usize,
+    /// Unrecognised files that could not be moved (left in place, with a warning).
+    pub quarantine_failed: usize,
     /// Layer files kept.
     pub kept: usize,
 }
@@ -40,18 +42,29 @@ fn count(action: &str) {
     METRICS.reconcile_actions.with_label_values(&[action]).inc();
 }
 
-/// Moves `name` of `dir` into `dir/lost+found/`, under a name that does not replace anything.
+/// Moves `name` of `dir` into `dir/lost+found/`, under a name that does not replace anything
+/// (`RENAME_NOREPLACE`, or `link` + `unlink` where the filesystem has no such rename). A file
+/// that sits where `lost+found/` should be is itself moved in first.
 pub fn quarantine(engine: &Arc<dyn IoEngine>, dir: &Path, name: &str) -> anyhow::Result<()> {
     let lf = dir.join(LOST_AND_FOUND);
-    layer_format::durable::create_dir_all_durable(&**engine, &lf)
-        .with_context(|| format!("create {}", lf.display()))?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
+    if engine.stat(&lf).is_ok_and(|s| !s.is_dir) {
+        let aside = format!("{LOST_AND_FOUND}.{stamp}.file");
+        layer_format::durable::move_noreplace(&**engine, &lf, &dir.join(&aside))
+            .with_context(|| format!("move the file {} aside", lf.display()))?;
+        engine.fsync_dir(dir)?;
+        quarantine(engine, dir, &aside)?;
+        if name == LOST_AND_FOUND {
+            return Ok(());
+        }
+    }
+    layer_format::durable::create_dir_all_durable(&**engine, &lf)
+        .with_context(|| format!("create {}", lf.display()))?;
     let target = lf.join(format!("{name}.{stamp}"));
-    engine
-        .rename_noreplace(&dir.join(name), &target)
+    layer_format::durable::move_noreplace(&**engine, &dir.join(name), &target)
         .with_context(|| format!("move {name} to {}", target.display()))?;
     engine.fsync_dir(&lf)?;
     engine.fsync_dir(dir)?;
@@ -111,11 +124,18 @@ pub fn reconcile(
                     count("remove_unindexed");
                 }
             },
-            _ => {
-                quarantine(engine, dir, &name)?;
-                report.quarantined += 1;
-                count("quarantine");
-            }
+            _ => match quarantine(engine, dir, &name) {
+                Ok(()) => {
+                    report.quarantined += 1;
+                    count("quarantine");
+                }
+                // A stray file is never a reason to refuse to load (I3): it stays where it is.
+                Err(e) => {
+                    report.quarantine_failed += 1;
+                    count("quarantine_failed");
+                    tracing::warn!(file = name, dir = %dir.display(), "could not move an unrecognised file to lost+found; left in place: {e:#}");
+                }
+            },
         }
     }
     if report
