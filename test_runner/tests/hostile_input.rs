@@ -125,3 +125,50 @@ async fn a_file_named_lost_and_found_does_not_stop_start_up() {
     assert_eq!(moved, vec![b"not a directory".to_vec(), b"junk".to_vec()]);
     ps.check_log(&["moved an unrecognised file"]).unwrap();
 }
+
+/// Attaching a tenant that never existed answered 200 and claimed generation 1 for it. Now it
+/// is a 404 and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaching_a_tenant_that_never_existed_is_a_404_and_claims_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ps = Pageserver::new(dir.path(), &["compaction_period = \"1h\""]);
+    ps.start(None).await;
+    let ghost = "00000000000000000000000000000abc";
+    let err = ps
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/tenant/{ghost}/attach"),
+            "",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status, 404, "{err:?}");
+    let body: serde_json::Value = serde_json::from_str(&err.body).unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("does not exist"),
+        "{body}"
+    );
+    let claims = ps.remote_root().join(format!("tenants/{ghost}"));
+    assert!(
+        !claims.exists(),
+        "nothing written under {}",
+        claims.display()
+    );
+    // A tenant that does exist attaches (here: created, detached, attached again).
+    ps.setup().await.unwrap();
+    ps.request(
+        reqwest::Method::POST,
+        &format!("/v1/tenant/{TENANT}/detach"),
+        "",
+    )
+    .await
+    .unwrap();
+    ps.request(
+        reqwest::Method::POST,
+        &format!("/v1/tenant/{TENANT}/attach"),
+        "",
+    )
+    .await
+    .unwrap();
+    ps.check_log(&[]).unwrap();
+}

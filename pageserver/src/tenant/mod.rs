@@ -219,6 +219,12 @@ impl TenantManager {
                 "tenant {id} is already attached"
             )));
         }
+        // A tenant that never existed is not created by attaching it: no claim is made.
+        if highest_generation(&*self.storage, id).await?.is_none() {
+            return Err(TenantError::NotFound(format!(
+                "tenant {id} does not exist in remote storage (no generation was ever claimed); create it instead"
+            )));
+        }
         let tenant = self.attach_inner(id).await?;
         self.tenants
             .write()
