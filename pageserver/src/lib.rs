@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod http;
+pub mod lock;
 pub mod metrics;
 pub mod pagectl;
 pub mod remote;

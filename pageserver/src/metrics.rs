@@ -45,6 +45,16 @@ pub struct Metrics {
     /// `fail_after`, `late`, `duplicate`, and where late writes landed (`late_put_first`,
     /// `late_put_after_retry`, `late_put_failed`, `late_delete_landed`).
     pub injected_faults: IntCounterVec,
+    /// Timelines and tenants that became broken (`timeline`: a panic in a request or job;
+    /// `tenant`: it failed to load at start-up or attach).
+    pub broken: IntCounterVec,
+    /// Timelines and tenants broken now, by kind (set when `/metrics` is scraped).
+    pub broken_now: IntGaugeVec,
+    /// Tenant directories found at start-up, by outcome: `attached`, `moved` (a higher
+    /// generation was claimed since this node's: not re-attached), `never_claimed`, `broken`.
+    pub startup_tenants: IntCounterVec,
+    /// Requests whose handler panicked (answered 500; the node goes on serving).
+    pub request_panics: IntCounter,
     /// Current LSNs per timeline (`last_record`, `disk_consistent`, `remote_consistent`).
     pub timeline_lsn: IntGaugeVec,
 }
@@ -71,7 +81,35 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     .expect("valid metric");
     r.register(Box::new(timeline_lsn.clone()))
         .expect("registered once");
+    let broken_now = IntGaugeVec::new(
+        Opts::new(
+            "pageserver_broken",
+            "Timelines and tenants broken now, by kind",
+        ),
+        &["kind"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(broken_now.clone()))
+        .expect("registered once");
     Metrics {
+        broken: counter_vec(
+            &r,
+            "pageserver_broken_total",
+            "Timelines and tenants that became broken, by kind",
+            &["kind"],
+        ),
+        broken_now,
+        startup_tenants: counter_vec(
+            &r,
+            "pageserver_startup_tenants_total",
+            "Tenant directories found at start-up, by outcome",
+            &["outcome"],
+        ),
+        request_panics: counter(
+            &r,
+            "pageserver_request_panics_total",
+            "Requests whose handler panicked (answered 500)",
+        ),
         ingest_bytes: counter(
             &r,
             "pageserver_ingest_bytes_total",

@@ -29,6 +29,13 @@ impl ApiError {
             message: message.into(),
         }
     }
+    /// 409.
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            message: message.into(),
+        }
+    }
     /// 500, logged where it is answered.
     pub fn internal(e: &anyhow::Error) -> ApiError {
         tracing::error!("request failed: {e:#}");

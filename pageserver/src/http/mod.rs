@@ -67,7 +67,27 @@ pub fn router(server: Arc<PageServer>) -> Router {
         .route("/v1/failpoints", put(failpoints).get(failpoint_pauses))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn(catch_panics))
         .with_state(server)
+}
+
+/// A handler that panics is answered 500 JSON and counted; the connection, the other requests
+/// and the shared state are unaffected (a timeline's own work is caught earlier, by
+/// [`on_timeline`], which also marks the timeline broken).
+async fn catch_panics(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use futures::FutureExt;
+    let what = format!("{} {}", req.method(), req.uri().path());
+    match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(payload) => {
+            crate::metrics::METRICS.request_panics.inc();
+            let message = crate::timeline::panic_message(&*payload);
+            ApiError::internal(&anyhow::anyhow!("{what} panicked: {message}")).into_response()
+        }
+    }
 }
 
 fn tenant_id(s: &str) -> ApiResult<TenantId> {
@@ -88,10 +108,41 @@ fn json_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
 fn lookup(server: &PageServer, t: &str, tl: &str) -> ApiResult<(Arc<Tenant>, Arc<Timeline>)> {
     let (t, tl) = (tenant_id(t)?, timeline_id(tl)?);
     let tenant = server.tenants.get(t)?;
+    if let Some(reason) = tenant.broken_reason() {
+        return Err(ApiError::conflict(format!(
+            "tenant {t} is broken: {reason}; reset or detach it"
+        )));
+    }
     let timeline = tenant
         .timeline(tl)
         .ok_or_else(|| ApiError::not_found(format!("timeline {tl} not found")))?;
     Ok((tenant, timeline))
+}
+
+/// [`lookup`] for the routes that read or change data: a broken timeline is a 409.
+fn lookup_active(server: &PageServer, t: &str, tl: &str) -> ApiResult<Arc<Timeline>> {
+    let (_, timeline) = lookup(server, t, tl)?;
+    match timeline.broken_reason() {
+        None => Ok(timeline),
+        Some(reason) => Err(ApiError::conflict(format!(
+            "timeline {} is broken: {reason}; reset or detach the tenant",
+            timeline.timeline_id
+        ))),
+    }
+}
+
+/// Runs a request's work on `timeline`: a panic inside marks the timeline broken and is a 500,
+/// and nothing else of the node is affected.
+async fn on_timeline<F: std::future::Future>(
+    timeline: &Timeline,
+    what: &str,
+    span: tracing::Span,
+    op: F,
+) -> ApiResult<F::Output> {
+    timeline
+        .guarded(what, op.instrument(span))
+        .await
+        .map_err(|e| ApiError::internal(&anyhow::Error::new(e)))
 }
 
 async fn status(State(s): State<Arc<PageServer>>) -> Json<serde_json::Value> {
@@ -222,7 +273,7 @@ async fn ingest(
     Query(q): Query<HashMap<String, String>>,
     body: Body,
 ) -> ApiResult<Response> {
-    let (_, timeline) = lookup(&s, &t, &tl)?;
+    let timeline = lookup_active(&s, &t, &tl)?;
     let incarnation = match q.get("incarnation") {
         None => None,
         Some(v) => Some(
@@ -238,17 +289,19 @@ async fn ingest(
             ))
         })?;
     let span = tracing::debug_span!("ingest", tenant_id = %timeline.tenant_id, timeline_id = %timeline.timeline_id);
-    let lsn = timeline
-        .ingest(&body, incarnation)
-        .instrument(span)
-        .await
-        .map_err(|e| match e {
-            IngestFailure::Malformed(e) => ApiError::bad_request(e.to_string()),
-            IngestFailure::Stopped | IngestFailure::Reloaded { .. } => ApiError {
-                status: StatusCode::CONFLICT,
-                message: e.to_string(),
-            },
-        })?;
+    let lsn = on_timeline(
+        &timeline,
+        "ingest",
+        span,
+        timeline.ingest(&body, incarnation),
+    )
+    .await?
+    .map_err(|e| match e {
+        IngestFailure::Malformed(e) => ApiError::bad_request(e.to_string()),
+        IngestFailure::Stopped | IngestFailure::Reloaded { .. } | IngestFailure::Broken(_) => {
+            ApiError::conflict(e.to_string())
+        }
+    })?;
     Ok(Json(serde_json::json!({ "last_record_lsn": lsn.to_string(), "incarnation": timeline.incarnation })).into_response())
 }
 
@@ -257,7 +310,7 @@ async fn get_page(
     Path((t, tl)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let (_, timeline) = lookup(&s, &t, &tl)?;
+    let timeline = lookup_active(&s, &t, &tl)?;
     let key: Key = q
         .get("key")
         .ok_or_else(|| ApiError::bad_request("missing query parameter key"))?
@@ -272,7 +325,7 @@ async fn get_page(
         .parse()
         .map_err(|e: layer_format::ParseKeyError| ApiError::bad_request(e.to_string()))?;
     let span = tracing::debug_span!("get_page", tenant_id = %timeline.tenant_id, timeline_id = %timeline.timeline_id);
-    match timeline.get_page(key, lsn).instrument(span).await {
+    match on_timeline(&timeline, "get_page", span, timeline.get_page(key, lsn)).await? {
         Ok(page) => {
             Ok(([(header::CONTENT_TYPE, "application/octet-stream")], page).into_response())
         }
@@ -288,12 +341,10 @@ async fn checkpoint(
     State(s): State<Arc<PageServer>>,
     Path((t, tl)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (_, timeline) = lookup(&s, &t, &tl)?;
+    let timeline = lookup_active(&s, &t, &tl)?;
     let span = tracing::info_span!("checkpoint", tenant_id = %timeline.tenant_id, timeline_id = %timeline.timeline_id);
-    timeline
-        .checkpoint()
-        .instrument(span)
-        .await
+    on_timeline(&timeline, "checkpoint", span, timeline.checkpoint())
+        .await?
         .map_err(|e| ApiError::internal(&e))?;
     Ok(Json(timeline.info()).into_response())
 }
@@ -302,12 +353,10 @@ async fn compact(
     State(s): State<Arc<PageServer>>,
     Path((t, tl)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (_, timeline) = lookup(&s, &t, &tl)?;
+    let timeline = lookup_active(&s, &t, &tl)?;
     let span = tracing::info_span!("compact", tenant_id = %timeline.tenant_id, timeline_id = %timeline.timeline_id);
-    let result = timeline
-        .compact()
-        .instrument(span)
-        .await
+    let result = on_timeline(&timeline, "compaction", span, timeline.compact())
+        .await?
         .map_err(|e| ApiError::internal(&e))?;
     Ok(Json(result).into_response())
 }
@@ -316,9 +365,11 @@ async fn gc(
     State(s): State<Arc<PageServer>>,
     Path((t, tl)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (_, timeline) = lookup(&s, &t, &tl)?;
-    let _span = tracing::info_span!("gc", tenant_id = %timeline.tenant_id, timeline_id = %timeline.timeline_id).entered();
-    let removed = timeline.gc().map_err(|e| ApiError::internal(&e))?;
+    let timeline = lookup_active(&s, &t, &tl)?;
+    let span = tracing::info_span!("gc", tenant_id = %timeline.tenant_id, timeline_id = %timeline.timeline_id);
+    let removed = on_timeline(&timeline, "gc", span, async { timeline.gc() })
+        .await?
+        .map_err(|e| ApiError::internal(&e))?;
     Ok(Json(serde_json::json!({
         "removed": removed,
         "gc_cutoff_lsn": timeline.info().gc_cutoff_lsn,
@@ -370,10 +421,31 @@ async fn failpoint_pauses() -> ApiResult<Response> {
     Ok(Json(serde_json::json!({ "paused": list })).into_response())
 }
 
-async fn metrics() -> Response {
+async fn metrics(State(s): State<Arc<PageServer>>) -> Response {
+    let m = &crate::metrics::METRICS;
+    let tenants = s.tenants.list();
+    let broken_tenants = tenants
+        .iter()
+        .filter(|t| t.broken_reason().is_some())
+        .count();
+    let broken_timelines: usize = tenants
+        .iter()
+        .map(|t| {
+            t.timelines()
+                .iter()
+                .filter(|tl| tl.broken_reason().is_some())
+                .count()
+        })
+        .sum();
+    m.broken_now
+        .with_label_values(&["tenant"])
+        .set(i64::try_from(broken_tenants).unwrap_or(i64::MAX));
+    m.broken_now
+        .with_label_values(&["timeline"])
+        .set(i64::try_from(broken_timelines).unwrap_or(i64::MAX));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::METRICS.encode(),
+        m.encode(),
     )
         .into_response()
 }

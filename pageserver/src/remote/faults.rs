@@ -14,6 +14,7 @@
 //! `pageserver_injected_faults_total{kind}`, so that a soak can prove what it exercised.
 
 use super::{PutOutcome, RemoteStorage};
+use crate::lock::MutexExt;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde::Deserialize;
@@ -71,7 +72,7 @@ impl FaultyStorage {
     }
 
     fn next(&self) -> u64 {
-        let mut x = self.rng.lock().expect("not poisoned");
+        let mut x = self.rng.lock_unpoisoned();
         *x ^= *x << 13;
         *x ^= *x >> 7;
         *x ^= *x << 17;

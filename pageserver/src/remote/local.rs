@@ -7,6 +7,7 @@
 //! never appear in listings.
 
 use super::{PutOutcome, RemoteStorage};
+use crate::lock::MutexExt;
 use anyhow::Context;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -57,7 +58,7 @@ impl LocalFs {
         let parent = path.parent().expect("object paths have a parent");
         let mut chain = Vec::new();
         let mut p = parent;
-        while p != self.root && !self.durable_dirs.lock().expect("not poisoned").contains(p) {
+        while p != self.root && !self.durable_dirs.lock_unpoisoned().contains(p) {
             chain.push(p.to_path_buf());
             p = p.parent().expect("below the root");
         }
@@ -68,10 +69,7 @@ impl LocalFs {
         for dir in chain.iter().rev() {
             self.engine
                 .fsync_dir(dir.parent().expect("below the root"))?;
-            self.durable_dirs
-                .lock()
-                .expect("not poisoned")
-                .insert(dir.clone());
+            self.durable_dirs.lock_unpoisoned().insert(dir.clone());
         }
         Ok(())
     }

@@ -23,6 +23,7 @@
 
 use super::generation::highest_generation;
 use super::{RemoteStorage, create_once};
+use crate::lock::MutexExt;
 use crate::metrics::METRICS;
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -79,21 +80,19 @@ pub struct UploadState {
     pending: AtomicUsize,
     executing: AtomicBool,
     uploaded: Mutex<std::collections::HashSet<String>>,
+    /// Set if the queue's task panicked: the timeline is broken, nothing more is uploaded.
+    panicked: Mutex<Option<String>>,
 }
 
 impl UploadState {
     /// Whether the layer file `name` is known to be in remote storage.
     pub fn is_uploaded(&self, name: &LayerFileName) -> bool {
-        self.uploaded
-            .lock()
-            .expect("not poisoned")
-            .contains(&name.to_string())
+        self.uploaded.lock_unpoisoned().contains(&name.to_string())
     }
     /// Records layer files known to be in remote storage (those of a loaded index).
     pub fn mark_uploaded(&self, names: impl IntoIterator<Item = LayerFileName>) {
         self.uploaded
-            .lock()
-            .expect("not poisoned")
+            .lock_unpoisoned()
             .extend(names.into_iter().map(|n| n.to_string()));
     }
     /// The `disk_consistent_lsn` of the newest index known durable remotely.
@@ -102,7 +101,7 @@ impl UploadState {
     }
     /// The error of the last failed attempt, cleared by the next success.
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().expect("not poisoned").clone()
+        self.last_error.lock_unpoisoned().clone()
     }
     /// Whether a newer attachment (higher generation) was seen.
     pub fn is_stale(&self) -> bool {
@@ -121,8 +120,15 @@ impl UploadState {
     pub async fn wait_for(&self, lsn: Lsn) {
         let mut rx = self.remote_consistent_lsn.subscribe();
         let _ = rx
-            .wait_for(|l| *l >= lsn || self.stale.load(Ordering::SeqCst))
+            .wait_for(|l| {
+                *l >= lsn || self.stale.load(Ordering::SeqCst) || self.panic_reason().is_some()
+            })
             .await;
+    }
+
+    /// Why the queue's task stopped by panicking, if it did.
+    pub fn panic_reason(&self) -> Option<String> {
+        self.panicked.lock_unpoisoned().clone()
     }
 
     /// Marks the attachment stale and wakes every waiter.
@@ -168,12 +174,25 @@ impl UploadQueue {
             pending: AtomicUsize::new(0),
             executing: AtomicBool::new(false),
             uploaded: Mutex::new(Default::default()),
+            panicked: Mutex::new(None),
         });
         let (cancel, cancelled) = watch::channel(false);
         let span = tracing::info_span!("upload_queue", tenant_id = %target.tenant, timeline_id = %target.timeline);
         let task_state = state.clone();
         let task = tokio::spawn(tracing::Instrument::instrument(
-            run(target, rx, task_state, cancelled),
+            async move {
+                use futures::FutureExt;
+                let run = run(target, rx, task_state.clone(), cancelled);
+                if let Err(payload) = std::panic::AssertUnwindSafe(run).catch_unwind().await {
+                    let message = crate::timeline::panic_message(&*payload);
+                    tracing::error!("upload queue panicked; the timeline is broken: {message}");
+                    METRICS.broken.with_label_values(&["timeline"]).inc();
+                    *task_state.panicked.lock_unpoisoned() =
+                        Some(format!("the upload queue panicked: {message}"));
+                    // Waiters for an acknowledgement that will never come.
+                    task_state.remote_consistent_lsn.send_modify(|_| {});
+                }
+            },
             span,
         ));
         UploadQueue {
@@ -207,7 +226,7 @@ impl UploadQueue {
     /// afterwards under a name (an index sequence number) someone else may then choose.
     pub async fn stop(&self) {
         self.shutdown();
-        let task = self.task.lock().expect("not poisoned").take();
+        let task = self.task.lock_unpoisoned().take();
         if let Some(task) = task {
             let _ = task.await;
         }
@@ -242,7 +261,7 @@ async fn run(
             state.executing.store(false, Ordering::SeqCst);
             match attempt {
                 Ok(()) => {
-                    *state.last_error.lock().expect("not poisoned") = None;
+                    *state.last_error.lock_unpoisoned() = None;
                     break;
                 }
                 Err(e) => {
@@ -253,7 +272,7 @@ async fn run(
                     };
                     METRICS.remote_retries.with_label_values(&[kind]).inc();
                     tracing::warn!("{kind} failed, retrying in {backoff:?}: {e:#}");
-                    *state.last_error.lock().expect("not poisoned") = Some(format!("{e:#}"));
+                    *state.last_error.lock_unpoisoned() = Some(format!("{e:#}"));
                     // An attempt that made progress (objects deleted) starts the backoff over:
                     // a long deletion on a flaky store must not wait the longest delay per
                     // object.
@@ -375,11 +394,7 @@ async fn execute(t: &UploadTarget, op: &mut UploadOp, state: &UploadState) -> an
                     .remote_ops
                     .with_label_values(&["delete", "ok"])
                     .inc();
-                state
-                    .uploaded
-                    .lock()
-                    .expect("not poisoned")
-                    .remove(&file.to_string());
+                state.uploaded.lock_unpoisoned().remove(&file.to_string());
                 layers.remove(0);
             }
             Ok(())

@@ -6,8 +6,9 @@
 //! serialized by one lock.
 
 use crate::config::PageServerConf;
+use crate::lock::{MutexExt, RwLockExt};
 use crate::remote::RemoteStorage;
-use crate::remote::generation::{claim_generation, highest_generation};
+use crate::remote::generation::{claim_generation_recorded, highest_generation};
 use crate::timeline::Timeline;
 use anyhow::Context;
 use index_part::names::{
@@ -20,6 +21,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
+pub mod attachment;
+
+use attachment::{Decision, Markers};
+
 /// A tenant attached to this server.
 #[derive(Debug)]
 pub struct Tenant {
@@ -28,6 +33,9 @@ pub struct Tenant {
     /// This attachment's generation.
     pub generation: Generation,
     timelines: Mutex<BTreeMap<TimelineId, Arc<Timeline>>>,
+    /// Why the tenant could not be loaded (start-up); a broken tenant has no timelines, and
+    /// only a reset (which loads it again) or a detach changes it.
+    broken: Option<String>,
 }
 
 /// What `GET /v1/tenant/{id}` answers.
@@ -37,49 +45,82 @@ pub struct TenantInfo {
     pub tenant_id: String,
     /// This attachment's generation.
     pub generation: u32,
-    /// `Active`, or `Stale` once a newer attachment has been seen.
+    /// `Active`; `Stale` once a newer attachment has been seen; `Broken` if it could not be
+    /// loaded.
     pub state: &'static str,
+    /// Why it is broken.
+    pub broken_reason: Option<String>,
     /// Its timelines.
     pub timelines: Vec<String>,
+    /// Those of its timelines that are broken.
+    pub broken_timelines: Vec<String>,
 }
 
 impl Tenant {
     /// A timeline.
     pub fn timeline(&self, id: TimelineId) -> Option<Arc<Timeline>> {
-        self.timelines
-            .lock()
-            .expect("not poisoned")
-            .get(&id)
-            .cloned()
+        self.timelines.lock_unpoisoned().get(&id).cloned()
     }
 
     /// The tenant's info.
     pub fn info(&self) -> TenantInfo {
-        let tls = self.timelines.lock().expect("not poisoned");
-        let stale = tls.values().any(|t| t.info().stale);
+        // Not under the map's lock: a timeline's info takes that timeline's own lock.
+        let tls = self.timelines();
+        let stale = tls.iter().any(|t| t.info().stale);
+        let state = if self.broken.is_some() {
+            "Broken"
+        } else if stale {
+            "Stale"
+        } else {
+            "Active"
+        };
         TenantInfo {
             tenant_id: self.id.to_string(),
             generation: self.generation.0,
-            state: if stale { "Stale" } else { "Active" },
-            timelines: tls.keys().map(|k| k.to_string()).collect(),
+            state,
+            broken_reason: self.broken.clone(),
+            timelines: tls.iter().map(|t| t.timeline_id.to_string()).collect(),
+            broken_timelines: tls
+                .iter()
+                .filter(|t| t.broken_reason().is_some())
+                .map(|t| t.timeline_id.to_string())
+                .collect(),
         }
     }
 
+    /// A tenant that could not be loaded: no timelines, `reason` in its info.
+    fn broken(id: TenantId, generation: Generation, reason: String) -> Arc<Tenant> {
+        tracing::error!(tenant_id = %id, generation = generation.0, "tenant is broken: {reason}");
+        crate::metrics::METRICS
+            .broken
+            .with_label_values(&["tenant"])
+            .inc();
+        Arc::new(Tenant {
+            id,
+            generation,
+            timelines: Mutex::default(),
+            broken: Some(reason),
+        })
+    }
+
+    /// Why the tenant is broken, if it is.
+    pub fn broken_reason(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
+    /// Its timelines, by id.
+    pub fn timelines(&self) -> Vec<Arc<Timeline>> {
+        self.timelines.lock_unpoisoned().values().cloned().collect()
+    }
+
     fn shutdown(&self) {
-        for t in self.timelines.lock().expect("not poisoned").values() {
+        for t in self.timelines.lock_unpoisoned().values() {
             t.shutdown();
         }
     }
 
     async fn stop(&self) {
-        let timelines: Vec<Arc<Timeline>> = self
-            .timelines
-            .lock()
-            .expect("not poisoned")
-            .values()
-            .cloned()
-            .collect();
-        for t in timelines {
+        for t in self.timelines() {
             t.stop().await;
         }
     }
@@ -135,16 +176,92 @@ impl TenantManager {
                 tracing::warn!(name = ?name, dir = %dir.display(), "ignoring an entry that is not a tenant id");
                 continue;
             };
-            let tenant = mgr
-                .attach_inner(id)
-                .await
-                .with_context(|| format!("attach tenant {id} at start-up"))?;
-            mgr.tenants
-                .write()
-                .expect("not poisoned")
-                .insert(id, tenant);
+            // One tenant never stops the node: whatever fails is that tenant's, marked broken.
+            if let Some(tenant) = mgr.reattach(id).await {
+                mgr.tenants.write_unpoisoned().insert(id, tenant);
+            }
         }
         Ok(mgr)
+    }
+
+    /// Start-up for one tenant directory (brief section 6, "Start-up"): re-attaches the
+    /// tenant if this node's claim is still the highest, and otherwise removes the local
+    /// directory (the tenant moved, or was never claimed). `None` if it is not attached; a
+    /// broken tenant if deciding or loading failed.
+    async fn reattach(&self, id: TenantId) -> Option<Arc<Tenant>> {
+        let outcome = |o: &str| {
+            crate::metrics::METRICS
+                .startup_tenants
+                .with_label_values(&[o])
+                .inc();
+        };
+        let markers = Markers::new(self.engine.clone(), &self.tenant_dir(id));
+        let decision = match attachment::decide(&*self.storage, &markers, id).await {
+            Ok(d) => d,
+            Err(e) => {
+                outcome("broken");
+                return Some(Tenant::broken(
+                    id,
+                    Generation(0),
+                    format!("could not decide whether to re-attach: {e:#}"),
+                ));
+            }
+        };
+        match decision {
+            Decision::Reattach { own } => {
+                tracing::info!(tenant_id = %id, own = own.0, "re-attaching: no higher generation was claimed since this node's");
+                match self.attach_inner(id).await {
+                    Ok(t) => {
+                        outcome("attached");
+                        Some(t)
+                    }
+                    Err((generation, e)) => {
+                        outcome("broken");
+                        Some(Tenant::broken(id, generation, format!("{e:#}")))
+                    }
+                }
+            }
+            Decision::Moved { own, highest } => {
+                tracing::warn!(tenant_id = %id, own = ?own.map(|g| g.0), highest = highest.0, "not re-attaching: a higher generation was claimed since this node's claim (the tenant moved); removing the local directory");
+                outcome("moved");
+                self.remove_tenant_dir(id).await.err().map(|e| {
+                    Tenant::broken(id, Generation(0), format!("the tenant moved to generation {highest}, and its local directory could not be removed: {e:#}"))
+                })
+            }
+            Decision::NeverClaimed => {
+                tracing::warn!(tenant_id = %id, "not attaching: no generation was ever claimed (a creation or attach that stopped early); removing the local directory");
+                outcome("never_claimed");
+                self.remove_tenant_dir(id).await.err().map(|e| {
+                    Tenant::broken(
+                        id,
+                        Generation(0),
+                        format!(
+                            "never claimed, and its local directory could not be removed: {e:#}"
+                        ),
+                    )
+                })
+            }
+        }
+    }
+
+    fn tenant_dir(&self, id: TenantId) -> PathBuf {
+        self.tenants_dir().join(id.to_string())
+    }
+
+    /// Removes a tenant's local directory durably.
+    async fn remove_tenant_dir(&self, id: TenantId) -> anyhow::Result<()> {
+        let dir = self.tenant_dir(id);
+        let (engine, parent) = (self.engine.clone(), self.tenants_dir());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            engine
+                .remove_dir_all(&dir)
+                .with_context(|| format!("remove {}", dir.display()))?;
+            engine
+                .fsync_dir(&parent)
+                .with_context(|| format!("fsync {}", parent.display()))
+        })
+        .await
+        .context("remove task panicked")?
     }
 
     fn tenants_dir(&self) -> PathBuf {
@@ -154,8 +271,7 @@ impl TenantManager {
     /// A tenant.
     pub fn get(&self, id: TenantId) -> Result<Arc<Tenant>, TenantError> {
         self.tenants
-            .read()
-            .expect("not poisoned")
+            .read_unpoisoned()
             .get(&id)
             .cloned()
             .ok_or_else(|| TenantError::NotFound(format!("tenant {id} not found")))
@@ -163,13 +279,7 @@ impl TenantManager {
 
     /// Every tenant, by id.
     pub fn list(&self) -> Vec<Arc<Tenant>> {
-        let mut v: Vec<Arc<Tenant>> = self
-            .tenants
-            .read()
-            .expect("not poisoned")
-            .values()
-            .cloned()
-            .collect();
+        let mut v: Vec<Arc<Tenant>> = self.tenants.read_unpoisoned().values().cloned().collect();
         v.sort_by_key(|t| t.id);
         v
     }
@@ -185,17 +295,17 @@ impl TenantManager {
                 "tenant {id} exists in remote storage; attach it instead"
             )));
         }
-        let generation = claim_generation(&*self.storage, id).await?;
+        // The directory first: the claim is recorded in it before it is made.
         self.make_tenant_dir(id)?;
+        let markers = Markers::new(self.engine.clone(), &self.tenant_dir(id));
+        let generation = claim_generation_recorded(&*self.storage, id, Some(&markers)).await?;
         let tenant = Arc::new(Tenant {
             id,
             generation,
             timelines: Mutex::default(),
+            broken: None,
         });
-        self.tenants
-            .write()
-            .expect("not poisoned")
-            .insert(id, tenant.clone());
+        self.tenants.write_unpoisoned().insert(id, tenant.clone());
         Ok(tenant)
     }
 
@@ -225,12 +335,20 @@ impl TenantManager {
                 "tenant {id} does not exist in remote storage (no generation was ever claimed); create it instead"
             )));
         }
-        let tenant = self.attach_inner(id).await?;
-        self.tenants
-            .write()
-            .expect("not poisoned")
-            .insert(id, tenant.clone());
-        Ok(tenant)
+        match self.attach_inner(id).await {
+            Ok(tenant) => {
+                self.tenants.write_unpoisoned().insert(id, tenant.clone());
+                Ok(tenant)
+            }
+            // Claimed but not loaded: the tenant is attached here, broken, so that an operator
+            // sees why and can reset or detach it.
+            Err((generation, e)) if generation.0 > 0 => {
+                let t = Tenant::broken(id, generation, format!("{e:#}"));
+                self.tenants.write_unpoisoned().insert(id, t);
+                Err(TenantError::Internal(e))
+            }
+            Err((_, e)) => Err(TenantError::Internal(e)),
+        }
     }
 
     /// Stops a tenant's jobs and reloads every timeline from its authoritative index with the
@@ -244,15 +362,25 @@ impl TenantManager {
     ) -> Result<Arc<Tenant>, TenantError> {
         let _ops = self.ops.lock().await;
         let old = self.get(id)?;
+        if old.broken.is_some() {
+            // Loaded again as at start-up (a broken tenant runs nothing).
+            return match self.reattach(id).await {
+                Some(t) => {
+                    self.tenants.write_unpoisoned().insert(id, t.clone());
+                    Ok(t)
+                }
+                None => {
+                    self.tenants.write_unpoisoned().remove(&id);
+                    Err(TenantError::Conflict(format!(
+                        "tenant {id} is not attached here any more: another attachment holds a higher generation"
+                    )))
+                }
+            };
+        }
         old.stop().await;
         if drop_cache {
-            let timelines: Vec<TimelineId> = old
-                .timelines
-                .lock()
-                .expect("not poisoned")
-                .keys()
-                .copied()
-                .collect();
+            let timelines: Vec<TimelineId> =
+                old.timelines.lock_unpoisoned().keys().copied().collect();
             for tl in timelines {
                 let dir = local_timeline_dir(&self.conf.workdir, id, tl);
                 let engine = self.engine.clone();
@@ -265,24 +393,36 @@ impl TenantManager {
         // outcome was unknown may still land (I5).
         let floors: BTreeMap<TimelineId, u32> = old
             .timelines
-            .lock()
-            .expect("not poisoned")
+            .lock_unpoisoned()
             .iter()
             .map(|(k, t)| (*k, t.next_seq()))
             .collect();
-        let tenant = self.load_tenant(id, old.generation, &floors).await?;
-        self.tenants
-            .write()
-            .expect("not poisoned")
-            .insert(id, tenant.clone());
+        let tenant = match self.load_tenant(id, old.generation, &floors).await {
+            Ok(t) => t,
+            Err(e) => {
+                // The old timelines are stopped: the tenant is broken until a reset loads it.
+                let t = Tenant::broken(id, old.generation, format!("reset failed: {e:#}"));
+                self.tenants.write_unpoisoned().insert(id, t);
+                return Err(TenantError::Internal(e));
+            }
+        };
+        self.tenants.write_unpoisoned().insert(id, tenant.clone());
         tracing::info!(tenant_id = %id, drop_cache, "reset");
         Ok(tenant)
     }
 
-    async fn attach_inner(&self, id: TenantId) -> anyhow::Result<Arc<Tenant>> {
-        // Claim first, list second (I8).
-        let generation = claim_generation(&*self.storage, id).await?;
-        self.load_tenant(id, generation, &BTreeMap::new()).await
+    /// Claims a new generation and loads the tenant; on failure, the generation claimed
+    /// (0 if none) and the error.
+    async fn attach_inner(&self, id: TenantId) -> Result<Arc<Tenant>, (Generation, anyhow::Error)> {
+        // The directory first (the claim is recorded in it), then claim, then list (I8).
+        self.make_tenant_dir(id).map_err(|e| (Generation(0), e))?;
+        let markers = Markers::new(self.engine.clone(), &self.tenant_dir(id));
+        let generation = claim_generation_recorded(&*self.storage, id, Some(&markers))
+            .await
+            .map_err(|e| (Generation(0), e))?;
+        self.load_tenant(id, generation, &BTreeMap::new())
+            .await
+            .map_err(|e| (generation, e))
     }
 
     /// Loads every timeline of `id` from remote storage for an attachment of `generation`;
@@ -321,7 +461,35 @@ impl TenantManager {
             };
             by_timeline.entry(tl).or_default().push(key);
         }
-        let mut timelines = BTreeMap::new();
+        let mut timelines: BTreeMap<TimelineId, Arc<Timeline>> = BTreeMap::new();
+        let loaded = self
+            .load_timelines(id, generation, seq_floors, by_timeline, &mut timelines)
+            .await;
+        if let Err(e) = loaded {
+            // Nothing the timelines loaded so far started may land after this returns: a
+            // reset loads the tenant again with the same generation (I5).
+            for t in timelines.values() {
+                t.stop().await;
+            }
+            return Err(e);
+        }
+        tracing::info!(tenant_id = %id, generation = generation.0, timelines = timelines.len(), "loaded");
+        Ok(Arc::new(Tenant {
+            id,
+            generation,
+            timelines: Mutex::new(timelines),
+            broken: None,
+        }))
+    }
+
+    async fn load_timelines(
+        &self,
+        id: TenantId,
+        generation: Generation,
+        seq_floors: &BTreeMap<TimelineId, u32>,
+        by_timeline: BTreeMap<TimelineId, Vec<String>>,
+        timelines: &mut BTreeMap<TimelineId, Arc<Timeline>>,
+    ) -> anyhow::Result<()> {
         for (tl, keys) in by_timeline {
             let sel = select_authoritative(keys.iter().map(String::as_str), generation)
                 .map_err(anyhow::Error::from)?;
@@ -337,15 +505,11 @@ impl TenantManager {
                 index,
                 sel.next_seq.max(seq_floors.get(&tl).copied().unwrap_or(0)),
             )
-            .await?;
+            .await
+            .with_context(|| format!("load timeline {tl}"))?;
             timelines.insert(tl, timeline);
         }
-        tracing::info!(tenant_id = %id, generation = generation.0, timelines = timelines.len(), "loaded");
-        Ok(Arc::new(Tenant {
-            id,
-            generation,
-            timelines: Mutex::new(timelines),
-        }))
+        Ok(())
     }
 
     async fn fetch_index(
@@ -369,23 +533,11 @@ impl TenantManager {
         let _ops = self.ops.lock().await;
         let tenant = self
             .tenants
-            .write()
-            .expect("not poisoned")
+            .write_unpoisoned()
             .remove(&id)
             .ok_or_else(|| TenantError::NotFound(format!("tenant {id} not found")))?;
         tenant.stop().await;
-        let dir = self.tenants_dir().join(id.to_string());
-        let (engine, parent) = (self.engine.clone(), self.tenants_dir());
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            engine
-                .remove_dir_all(&dir)
-                .with_context(|| format!("remove {}", dir.display()))?;
-            engine
-                .fsync_dir(&parent)
-                .with_context(|| format!("fsync {}", parent.display()))
-        })
-        .await
-        .context("detach task panicked")??;
+        self.remove_tenant_dir(id).await?;
         Ok(())
     }
 
@@ -397,6 +549,11 @@ impl TenantManager {
     ) -> Result<Arc<Timeline>, TenantError> {
         let _ops = self.ops.lock().await;
         let tenant = self.get(tenant_id)?;
+        if let Some(reason) = tenant.broken_reason() {
+            return Err(TenantError::Conflict(format!(
+                "tenant {tenant_id} is broken: {reason}; reset or detach it"
+            )));
+        }
         if tenant.timeline(timeline_id).is_some() {
             return Err(TenantError::Conflict(format!(
                 "timeline {timeline_id} already exists"
@@ -434,8 +591,7 @@ impl TenantManager {
         );
         tenant
             .timelines
-            .lock()
-            .expect("not poisoned")
+            .lock_unpoisoned()
             .insert(timeline_id, tl.clone());
         Ok(tl)
     }
@@ -479,15 +635,14 @@ impl TenantManager {
         .await?;
         tenant
             .timelines
-            .lock()
-            .expect("not poisoned")
+            .lock_unpoisoned()
             .insert(timeline_id, tl.clone());
         Ok(Some(tl))
     }
 
     /// Stops every tenant's background work.
     pub fn shutdown(&self) {
-        for t in self.tenants.read().expect("not poisoned").values() {
+        for t in self.tenants.read_unpoisoned().values() {
             t.shutdown();
         }
     }

@@ -166,7 +166,7 @@ impl Timeline {
         let snapshot: Vec<Arc<LayerHandle>> =
             self.with_layer_map(|m| m.layers().cloned().collect());
         let (inputs, in_map) = {
-            let l = self.layers.read().expect("not poisoned");
+            let l = self.layers_read();
             // Only layers already in remote storage: an input's local file is removed after
             // the install, and a queued upload still needs to read it.
             let uploads = self.uploads.state();

@@ -12,6 +12,7 @@ use super::inmemory::InMemoryLayer;
 use super::layer_map::Change;
 use super::publish::{self, remove_files};
 use super::{CHECKPOINT_UPLOAD_TIMEOUT, LayerHandle, Timeline};
+use crate::lock::MutexExt;
 use crate::metrics::METRICS;
 use anyhow::{Context, bail};
 use index_part::{LayerMetadata, Level};
@@ -34,9 +35,15 @@ impl Timeline {
             async move {
                 let mut backoff = Duration::from_millis(50);
                 loop {
-                    match tl.flush_frozen().await {
-                        Ok(()) => {}
-                        Err(e) => {
+                    match tl.guarded("flush", tl.flush_frozen()).await {
+                        Ok(Ok(())) => {}
+                        // Broken: nothing more is flushed (ingest waiting on backpressure
+                        // is woken and refused).
+                        Err(_) => {
+                            tl.flush_task_running.store(false, Ordering::SeqCst);
+                            break;
+                        }
+                        Ok(Err(e)) => {
                             tracing::warn!("flush failed, retrying in {backoff:?}: {e:#}");
                             tokio::time::sleep(backoff).await;
                             backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -47,7 +54,7 @@ impl Timeline {
                     }
                     tl.flush_task_running.store(false, Ordering::SeqCst);
                     // A freeze may have happened after the last look at the queue.
-                    if tl.layers.read().expect("not poisoned").frozen.is_empty()
+                    if tl.layers_read().frozen.is_empty()
                         || tl.flush_task_running.swap(true, Ordering::SeqCst)
                     {
                         break;
@@ -62,24 +69,17 @@ impl Timeline {
     pub async fn flush_frozen(self: &Arc<Self>) -> anyhow::Result<()> {
         let _guard = self.flush_lock.lock().await;
         loop {
-            let Some(frozen) = self
-                .layers
-                .read()
-                .expect("not poisoned")
-                .frozen
-                .front()
-                .cloned()
-            else {
+            let Some(frozen) = self.layers_read().frozen.front().cloned() else {
                 return Ok(());
             };
             match self.flush_one(&frozen).await {
                 Ok(()) => {
                     METRICS.flushes.with_label_values(&["ok"]).inc();
-                    *self.flush_error.lock().expect("not poisoned") = None;
+                    *self.flush_error.lock_unpoisoned() = None;
                 }
                 Err(e) => {
                     METRICS.flushes.with_label_values(&["error"]).inc();
-                    *self.flush_error.lock().expect("not poisoned") = Some(format!("{e:#}"));
+                    *self.flush_error.lock_unpoisoned() = Some(format!("{e:#}"));
                     return Err(e);
                 }
             }
@@ -162,9 +162,9 @@ impl Timeline {
         // A task of its own: a caller that gives up (a dropped HTTP request) must not cancel
         // a flush between its publish and its install.
         let tl = self.clone();
-        tokio::spawn(async move { tl.flush_frozen().await })
+        tokio::spawn(async move { tl.guarded("flush", tl.flush_frozen()).await })
             .await
-            .context("flush task panicked")?
+            .context("flush task")??
     }
 
     /// Freezes, flushes, and waits until the index covering the flush is uploaded.
@@ -183,6 +183,9 @@ impl Timeline {
                     .map(|e| format!("; last upload error: {e}"))
                     .unwrap_or_default()
             );
+        }
+        if let Some(reason) = state.panic_reason() {
+            bail!("the timeline is broken: {reason}");
         }
         if state.is_stale() {
             bail!(

@@ -7,7 +7,8 @@
 //! the uploads the change needs are queued in order: new layers not yet in remote storage, the
 //! index derived from the map, and the deletion of the removed layers' objects, which the
 //! queue runs only after that index is uploaded (I5, I8). After the lock, the local files of
-//! removed layers are deleted durably. A stopped timeline installs nothing: its successor may
+//! removed layers are deleted durably. A broken timeline (its lock poisoned, or a panic in one
+//! of its jobs) installs nothing. A stopped timeline installs nothing: its successor may
 //! own the directory and the remote index by now.
 
 use super::inmemory::InMemoryLayer;
@@ -35,10 +36,16 @@ impl Timeline {
         flushed: Option<&Arc<InMemoryLayer>>,
     ) -> anyhow::Result<Option<Applied>> {
         let applied = {
-            let mut l = self.layers.write().expect("not poisoned");
+            let mut l = self.layers_write();
             if self.shut_down.load(Ordering::SeqCst) {
                 return Err(Stopped.into());
             }
+            if let Some(reason) = self.broken_reason() {
+                anyhow::bail!("the timeline is broken: {reason}");
+            }
+            // Under the lock: `panic` here is a bug in a change, as production had one
+            // (a panic while the layer map was being changed); `return` is not supported.
+            fail::fail_point!("layer-map-install");
             let Some(change) = make(&l.map) else {
                 return Ok(None);
             };

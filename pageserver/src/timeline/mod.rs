@@ -31,6 +31,7 @@ pub use layer_map::LayerMap;
 pub use read::ReadError;
 
 use crate::config::PageServerConf;
+use crate::lock::MutexExt;
 use crate::metrics::METRICS;
 use crate::remote::upload_queue::{UploadOp, UploadQueue, UploadTarget};
 use crate::remote::{RemoteStorage, create_once};
@@ -62,6 +63,9 @@ pub enum IngestFailure {
     /// The timeline is stopping (reset, detach, shutdown); retry against the new one (409).
     #[error("the timeline is stopping (reset or detach); retry")]
     Stopped,
+    /// The timeline is broken (a panic in one of its requests or jobs); reset the tenant (409).
+    #[error("the timeline is broken: {0}; reset or detach the tenant")]
+    Broken(String),
     /// The caller expected another incarnation: the timeline was reloaded (reset, restart) and
     /// records it had not acknowledged may be gone; resend from `last_record_lsn` (409).
     #[error(
@@ -73,6 +77,22 @@ pub enum IngestFailure {
         /// The current one.
         current: u64,
     },
+}
+
+/// A request's or a job's work on a timeline panicked; the timeline is now broken.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}; the timeline is marked broken")]
+pub struct Panicked(pub String);
+
+/// The message of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
 }
 
 /// A number that differs for every timeline object of this process (and, with high
@@ -123,6 +143,8 @@ pub struct Timeline {
     flush_error: Mutex<Option<String>>,
     flush_task_running: std::sync::atomic::AtomicBool,
     shut_down: Arc<std::sync::atomic::AtomicBool>,
+    /// Why the timeline is broken (a panic in one of its requests or jobs); set once.
+    broken: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Timeline {
@@ -172,6 +194,10 @@ pub struct TimelineInfo {
     pub stale: bool,
     /// Changes whenever the timeline is reloaded (reset, restart, attach).
     pub incarnation: u64,
+    /// `Active`, or `Broken` after a panic in one of its requests or jobs.
+    pub state: &'static str,
+    /// Why it is broken.
+    pub broken_reason: Option<String>,
 }
 
 /// One entry of `GET .../layer`.
@@ -260,6 +286,7 @@ impl Timeline {
             flush_error: Mutex::new(None),
             flush_task_running: std::sync::atomic::AtomicBool::new(false),
             shut_down: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            broken: std::sync::OnceLock::new(),
         });
         tl.update_lsn_metrics();
         tl.start_compaction_loop();
@@ -279,11 +306,22 @@ impl Timeline {
                     if tl.shut_down.load(Ordering::SeqCst) {
                         return;
                     }
-                    if let Err(e) = tl.compact().await {
-                        tracing::warn!("compaction failed; it runs again in {period:?}: {e:#}");
+                    if tl.broken_reason().is_some() {
+                        return;
                     }
-                    if let Err(e) = tl.gc() {
-                        tracing::warn!("gc failed; it runs again in {period:?}: {e:#}");
+                    match tl.guarded("compaction", tl.compact()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!("compaction failed; it runs again in {period:?}: {e:#}");
+                        }
+                        Err(_) => return,
+                    }
+                    match tl.guarded("gc", async { tl.gc() }).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!("gc failed; it runs again in {period:?}: {e:#}")
+                        }
+                        Err(_) => return,
                     }
                 }
             },
@@ -379,6 +417,63 @@ impl Timeline {
         Ok(tl)
     }
 
+    /// The `layers` lock for reading. A poisoned lock (a panic while it was held for a
+    /// change) marks the timeline broken; the guard is still returned, for the read-only
+    /// views of info and the layer list, and every data path refuses a broken timeline.
+    fn layers_read(&self) -> std::sync::RwLockReadGuard<'_, Layers> {
+        self.layers.read().unwrap_or_else(|p| {
+            self.set_broken("a panic while the layer map was being changed".to_string());
+            p.into_inner()
+        })
+    }
+
+    /// The `layers` lock for writing; see [`Timeline::layers_read`].
+    fn layers_write(&self) -> std::sync::RwLockWriteGuard<'_, Layers> {
+        self.layers.write().unwrap_or_else(|p| {
+            self.set_broken("a panic while the layer map was being changed".to_string());
+            p.into_inner()
+        })
+    }
+
+    /// Why the timeline is broken, if it is.
+    pub fn broken_reason(&self) -> Option<String> {
+        self.broken
+            .get()
+            .cloned()
+            .or_else(|| self.uploads.state().panic_reason())
+    }
+
+    /// Marks the timeline broken (the first reason stays): from now on it refuses ingest,
+    /// reads, flushes, compaction and GC, answers its info with the reason, and stops its
+    /// background jobs. Only a reset or a detach of the tenant replaces it.
+    pub fn set_broken(&self, reason: String) {
+        if self.broken.set(reason.clone()).is_ok() {
+            tracing::error!(tenant_id = %self.tenant_id, timeline_id = %self.timeline_id, "timeline is broken: {reason}");
+            METRICS.broken.with_label_values(&["timeline"]).inc();
+            self.frozen_changed.notify_waiters();
+        }
+    }
+
+    /// Runs `op` (a request's or a job's work on this timeline); a panic inside it marks the
+    /// timeline broken and is returned as an error instead of unwinding further, so that it
+    /// never reaches a lock or a task that other timelines share.
+    pub async fn guarded<F: std::future::Future>(
+        &self,
+        what: &str,
+        op: F,
+    ) -> Result<F::Output, Panicked> {
+        use futures::FutureExt;
+        match std::panic::AssertUnwindSafe(op).catch_unwind().await {
+            Ok(out) => Ok(out),
+            Err(payload) => {
+                let message = panic_message(&*payload);
+                let reason = format!("{what} panicked: {message}");
+                self.set_broken(reason.clone());
+                Err(Panicked(reason))
+            }
+        }
+    }
+
     fn update_lsn_metrics(&self) {
         let (t, tl) = (self.tenant_id.to_string(), self.timeline_id.to_string());
         let set = |kind: &str, lsn: u64| {
@@ -402,31 +497,24 @@ impl Timeline {
 
     /// Every record at or below it is in layer files.
     pub fn disk_consistent_lsn(&self) -> Lsn {
-        self.layers
-            .read()
-            .expect("not poisoned")
-            .map
-            .disk_consistent_lsn()
+        self.layers_read().map.disk_consistent_lsn()
     }
 
     /// Reads below it are refused: GC may have removed what they need.
     pub fn gc_cutoff_lsn(&self) -> Lsn {
-        self.layers
-            .read()
-            .expect("not poisoned")
-            .map
-            .gc_cutoff_lsn()
+        self.layers_read().map.gc_cutoff_lsn()
     }
 
     /// Runs `f` on the layer map as it is (for checks and tests; never held across an await).
     pub fn with_layer_map<R>(&self, f: impl FnOnce(&LayerMap) -> R) -> R {
-        f(&self.layers.read().expect("not poisoned").map)
+        f(&self.layers_read().map)
     }
 
     /// The timeline's info.
     pub fn info(&self) -> TimelineInfo {
         self.update_lsn_metrics();
-        let l = self.layers.read().expect("not poisoned");
+        let l = self.layers_read();
+        let broken_reason = self.broken_reason();
         let delta = l.map.layers().filter(|h| h.name.is_delta()).count();
         let state = self.uploads.state();
         TimelineInfo {
@@ -443,22 +531,21 @@ impl Timeline {
             },
             pending_uploads: state.pending(),
             last_upload_error: state.last_error(),
-            last_flush_error: self.flush_error.lock().expect("not poisoned").clone(),
+            last_flush_error: self.flush_error.lock_unpoisoned().clone(),
             stale: state.is_stale(),
             incarnation: self.incarnation,
+            state: if broken_reason.is_some() {
+                "Broken"
+            } else {
+                "Active"
+            },
+            broken_reason,
         }
     }
 
     /// Every layer of the layer map.
     pub fn layer_list(&self) -> Vec<LayerInfoJson> {
-        let handles: Vec<Arc<LayerHandle>> = self
-            .layers
-            .read()
-            .expect("not poisoned")
-            .map
-            .layers()
-            .cloned()
-            .collect();
+        let handles: Vec<Arc<LayerHandle>> = self.layers_read().map.layers().cloned().collect();
         handles
             .iter()
             .map(|h| {
@@ -490,6 +577,9 @@ impl Timeline {
         if self.shut_down.load(Ordering::SeqCst) {
             return Err(IngestFailure::Stopped);
         }
+        if let Some(reason) = self.broken_reason() {
+            return Err(IngestFailure::Broken(reason));
+        }
         if let Some(expected) = expected_incarnation
             && expected != self.incarnation
         {
@@ -508,17 +598,20 @@ impl Timeline {
         // Backpressure: wait while too many frozen layers wait for their flush.
         loop {
             let notified = self.frozen_changed.notified();
-            if self.layers.read().expect("not poisoned").frozen.len() < MAX_FROZEN {
+            if self.layers_read().frozen.len() < MAX_FROZEN {
                 break;
             }
             if self.shut_down.load(Ordering::SeqCst) {
                 return Err(IngestFailure::Stopped);
             }
+            if let Some(reason) = self.broken_reason() {
+                return Err(IngestFailure::Broken(reason));
+            }
             notified.await;
         }
         let last = records.last().expect("decode refuses empty bodies").lsn;
         let full = {
-            let mut l = self.layers.write().expect("not poisoned");
+            let mut l = self.layers_write();
             for r in records.iter() {
                 l.open.put(r.key, r.lsn, r.value.clone());
             }
@@ -536,7 +629,7 @@ impl Timeline {
 
     /// Freezes the open in-memory layer if it holds anything.
     fn freeze(&self) {
-        let mut l = self.layers.write().expect("not poisoned");
+        let mut l = self.layers_write();
         if let Some(end) = l.open.end_lsn() {
             let old = std::mem::replace(&mut l.open, InMemoryLayer::new(end));
             l.frozen.push_back(Arc::new(old));
@@ -570,9 +663,7 @@ impl Timeline {
 
     /// The file names of the layers in the layer map.
     fn file_names_in_map(&self) -> std::collections::HashSet<String> {
-        self.layers
-            .read()
-            .expect("not poisoned")
+        self.layers_read()
             .map
             .layers()
             .map(|h| h.file_name().to_string())
@@ -581,9 +672,7 @@ impl Timeline {
 
     /// The names of the layers in the layer map.
     pub fn layer_names(&self) -> Vec<LayerName> {
-        self.layers
-            .read()
-            .expect("not poisoned")
+        self.layers_read()
             .map
             .layers()
             .map(|h| h.name.clone())

@@ -66,7 +66,7 @@ impl Timeline {
         let data = |source: anyhow::Error| ReadError::Data { key, lsn, source };
         let mut values: Vec<(Lsn, Value)> = Vec::new();
         let visits: Vec<Visit> = {
-            let l = self.layers.read().expect("not poisoned");
+            let l = self.layers_read();
             let gc_cutoff_lsn = l.map.gc_cutoff_lsn();
             if lsn < gc_cutoff_lsn {
                 return Err(ReadError::BelowGcCutoff { lsn, gc_cutoff_lsn });
