@@ -64,6 +64,10 @@ pub struct PageServerConf {
     pub compaction_period: Duration,
     /// How much LSN history GC keeps.
     pub gc_horizon: u64,
+    /// The largest ingest request body, in bytes (a larger one answers 413).
+    pub max_ingest_body: u64,
+    /// The most records one ingest request may hold (more answers 400).
+    pub max_ingest_records: u64,
     /// Faults injected into remote storage (builds with the `testing` feature only).
     pub remote_storage_faults: Option<crate::remote::faults::FaultConfig>,
     /// A deliberately broken variant of the layer-map logic (`layer_map_mutation`, accepted
@@ -85,6 +89,8 @@ struct ConfigFile {
     image_creation_threshold: Option<usize>,
     compaction_period: Option<String>,
     gc_horizon: Option<u64>,
+    max_ingest_body: Option<u64>,
+    max_ingest_records: Option<u64>,
     remote_storage_faults: Option<crate::remote::faults::FaultConfig>,
     layer_map_mutation: Option<String>,
 }
@@ -116,6 +122,8 @@ impl PageServerConf {
             image_creation_threshold: 3,
             compaction_period: Duration::from_secs(20),
             gc_horizon: 64 << 20,
+            max_ingest_body: 64 << 20,
+            max_ingest_records: 1 << 20,
             remote_storage_faults: None,
             #[cfg(feature = "testing")]
             layer_map_mutation: None,
@@ -210,6 +218,17 @@ impl PageServerConf {
         }
         if let Some(v) = f.gc_horizon {
             c.gc_horizon = v;
+        }
+        if let Some(v) = f.max_ingest_body {
+            c.max_ingest_body = positive("max_ingest_body", v)?;
+            if v > 1 << 30 {
+                bail!(
+                    "max_ingest_body: at most 1073741824 (1 GiB): a body is held in memory whole"
+                );
+            }
+        }
+        if let Some(v) = f.max_ingest_records {
+            c.max_ingest_records = positive("max_ingest_records", v)?;
         }
         if let Some(faults) = f.remote_storage_faults {
             if !layer_format::failpoints::enabled() {

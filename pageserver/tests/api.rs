@@ -112,9 +112,14 @@ async fn bad_ingest_bodies_are_rejected_whole() {
             "says where: {v}"
         );
     }
-    let over = vec![0u8; pageserver::http::MAX_INGEST_BODY + 1];
-    let (s, _) = ts.call(Method::POST, &ts.tl("/ingest"), over).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let over = vec![0u8; 64 * 1024 * 1024 + 1];
+    let (s, b) = ts.call(Method::POST, &ts.tl("/ingest"), over).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("max_ingest_body"),
+        "{v}"
+    );
     assert_eq!(
         ts.info().await["last_record_lsn"],
         before["last_record_lsn"],

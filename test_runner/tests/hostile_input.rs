@@ -172,3 +172,81 @@ async fn attaching_a_tenant_that_never_existed_is_a_404_and_claims_nothing() {
     .unwrap();
     ps.check_log(&[]).unwrap();
 }
+
+/// The ingest limits are settings (`max_ingest_body`, `max_ingest_records`), drawn per seed
+/// (`INGEST_LIMITS_SEED`): a body over the limit answers 413 JSON, one record too many 400
+/// naming the setting; nothing is applied, and what is within the limits is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_limits_are_settings() {
+    let seed = std::env::var("INGEST_LIMITS_SEED")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = |lo: u64, hi: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        lo + rng % (hi - lo + 1)
+    };
+    // A delta record with a one-byte patch is 34 bytes.
+    let max_records = next(2, 400);
+    let max_body = next(34 * (max_records + 1), 34 * (max_records + 1) + 5000);
+    eprintln!(
+        "ingest limits seed {seed}: max_ingest_records {max_records}, max_ingest_body {max_body}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let body_setting = format!("max_ingest_body = {max_body}");
+    let records_setting = format!("max_ingest_records = {max_records}");
+    let mut ps = Pageserver::new(
+        dir.path(),
+        &[
+            "compaction_period = \"1h\"",
+            &body_setting,
+            &records_setting,
+        ],
+    );
+    ps.start(None).await;
+    ps.setup().await.unwrap();
+
+    let recs = |first: u64, n: u64| -> Vec<Record> {
+        (0..n)
+            .map(|i| delta(u128::from(i), Lsn(first + i)))
+            .collect()
+    };
+    // One record too many: 400 naming the setting, at the offset of the first one over.
+    let err = ps.ingest(&recs(1, max_records + 1)).await.unwrap_err();
+    assert_eq!(err.status, 400, "{err:?}");
+    assert!(err.body.contains("max_ingest_records"), "{err:?}");
+    assert!(
+        err.body.contains(&format!("at byte {}", 34 * max_records)),
+        "{err:?}"
+    );
+    // A body one byte over: 413 JSON.
+    let over = vec![0u8; usize::try_from(max_body).unwrap() + 1];
+    let err = ps
+        .request(reqwest::Method::POST, &ps.tl("/ingest"), over)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status, 413, "{err:?}");
+    let body: serde_json::Value = serde_json::from_str(&err.body).unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("max_ingest_body"),
+        "{body}"
+    );
+    // Nothing was applied; exactly the limits pass.
+    let info = ps.info().await.unwrap();
+    assert_eq!(lsn_of(&info, "last_record_lsn"), Lsn(0), "{info}");
+    let answer = ps.ingest(&recs(1, max_records)).await.unwrap();
+    assert_eq!(
+        lsn_of(&answer, "last_record_lsn"),
+        Lsn(max_records),
+        "{answer}"
+    );
+    ps.check_log(&[]).unwrap();
+}

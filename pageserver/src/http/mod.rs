@@ -24,9 +24,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tracing::Instrument;
 
-/// The largest ingest body accepted.
-pub const MAX_INGEST_BODY: usize = 64 << 20;
-
 type ApiResult<T> = Result<T, ApiError>;
 
 /// The API router.
@@ -98,6 +95,37 @@ fn tenant_id(s: &str) -> ApiResult<TenantId> {
 fn timeline_id(s: &str) -> ApiResult<TimelineId> {
     s.parse()
         .map_err(|e: index_part::names::ParseNameError| ApiError::bad_request(e.to_string()))
+}
+
+/// Reads a request body of at most `limit` bytes (the setting `setting`); a larger one is a
+/// 413, refused from its `Content-Length` before it is read when the client sends one.
+async fn read_limited(
+    headers: axum::http::HeaderMap,
+    body: Body,
+    limit: u64,
+    setting: &str,
+) -> ApiResult<Bytes> {
+    let too_large = || ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!("request body over {limit} bytes ({setting})"),
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    axum::body::to_bytes(body, limit_usize).await.map_err(|e| {
+        let over = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over {
+            too_large()
+        } else {
+            ApiError::bad_request(format!("request body unreadable: {e}"))
+        }
+    })
 }
 
 fn json_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
@@ -271,6 +299,7 @@ async fn ingest(
     State(s): State<Arc<PageServer>>,
     Path((t, tl)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     let timeline = lookup_active(&s, &t, &tl)?;
@@ -281,13 +310,7 @@ async fn ingest(
                 .map_err(|_| ApiError::bad_request(format!("incarnation={v:?} is not a number")))?,
         ),
     };
-    let body = axum::body::to_bytes(body, MAX_INGEST_BODY)
-        .await
-        .map_err(|e| {
-            ApiError::bad_request(format!(
-                "request body over {MAX_INGEST_BODY} bytes or unreadable: {e}"
-            ))
-        })?;
+    let body = read_limited(headers, body, s.conf.max_ingest_body, "max_ingest_body").await?;
     let span = tracing::debug_span!("ingest", tenant_id = %timeline.tenant_id, timeline_id = %timeline.timeline_id);
     let lsn = on_timeline(
         &timeline,

@@ -38,8 +38,13 @@ pub struct IngestError {
     pub message: String,
 }
 
-/// Decodes a whole body. `last_record_lsn` is the timeline's: the first LSN must be above it.
-pub fn decode(body: &Bytes, last_record_lsn: Lsn) -> Result<Vec<Record>, IngestError> {
+/// Decodes a whole body of at most `max_records` records. `last_record_lsn` is the timeline's:
+/// the first LSN must be above it. Linear in the body's size.
+pub fn decode(
+    body: &Bytes,
+    last_record_lsn: Lsn,
+    max_records: u64,
+) -> Result<Vec<Record>, IngestError> {
     let mut out: Vec<Record> = Vec::new();
     let mut keys_at_lsn: std::collections::HashSet<Key> = std::collections::HashSet::new();
     let mut at = 0usize;
@@ -54,6 +59,11 @@ pub fn decode(body: &Bytes, last_record_lsn: Lsn) -> Result<Vec<Record>, IngestE
             offset: at,
             message,
         };
+        if out.len() as u64 >= max_records {
+            return Err(err(format!(
+                "more than {max_records} records in one request (max_ingest_records)"
+            )));
+        }
         let left = body.len() - at;
         if left < RECORD_HEADER_SIZE {
             return Err(err(format!(
@@ -193,7 +203,10 @@ mod tests {
                 value: Value::Image(Bytes::from(vec![1; PAGE_SIZE])),
             },
         ];
-        assert_eq!(decode(&Bytes::from(encode(&recs)), Lsn(4)).unwrap(), recs);
+        assert_eq!(
+            decode(&Bytes::from(encode(&recs)), Lsn(4), u64::MAX).unwrap(),
+            recs
+        );
     }
 
     #[test]
@@ -201,7 +214,7 @@ mod tests {
         let good = encode(&[delta(1, 5), delta(2, 6)]);
         let second = RECORD_HEADER_SIZE + 7;
         let check = |body: Vec<u8>, last: u64, offset: usize, needle: &str| {
-            let e = decode(&Bytes::from(body), Lsn(last)).unwrap_err();
+            let e = decode(&Bytes::from(body), Lsn(last), u64::MAX).unwrap_err();
             assert_eq!(e.offset, offset, "{e}");
             assert!(e.message.contains(needle), "{e}");
         };
@@ -297,16 +310,34 @@ mod tests {
     fn many_records_at_one_lsn_and_a_repeat_among_them() {
         let mut recs: Vec<Record> = (0..20_000u128).map(|k| delta(k, 9)).collect();
         let body = Bytes::from(encode(&recs));
-        assert_eq!(decode(&body, Lsn(1)).unwrap().len(), 20_000);
+        assert_eq!(decode(&body, Lsn(1), u64::MAX).unwrap().len(), 20_000);
         recs.push(delta(12_345, 9));
-        let err = decode(&Bytes::from(encode(&recs)), Lsn(1)).unwrap_err();
+        let err = decode(&Bytes::from(encode(&recs)), Lsn(1), u64::MAX).unwrap_err();
         assert!(err.message.contains("appears twice"), "{err}");
         // The same key at the next LSN is fine.
         recs.pop();
         recs.push(delta(12_345, 10));
         assert_eq!(
-            decode(&Bytes::from(encode(&recs)), Lsn(1)).unwrap().len(),
+            decode(&Bytes::from(encode(&recs)), Lsn(1), u64::MAX)
+                .unwrap()
+                .len(),
             20_001
+        );
+    }
+
+    /// The record limit: exactly `max` records pass, one more is refused at its offset.
+    #[test]
+    fn the_record_limit_is_exact() {
+        let recs: Vec<Record> = (0..11u128).map(|k| delta(k, 9 + k as u64)).collect();
+        let body = Bytes::from(encode(&recs[..10]));
+        assert_eq!(decode(&body, Lsn(1), 10).unwrap().len(), 10);
+        let all = Bytes::from(encode(&recs));
+        let err = decode(&all, Lsn(1), 10).unwrap_err();
+        assert!(err.message.contains("more than 10 records"), "{err}");
+        assert_eq!(
+            err.offset,
+            body.len(),
+            "names the first record over the limit"
         );
     }
 }

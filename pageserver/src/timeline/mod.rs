@@ -588,13 +588,14 @@ impl Timeline {
                 current: self.incarnation,
             });
         }
-        let records = match ingest::decode(body, self.last_record_lsn()) {
-            Ok(r) => r,
-            Err(e) => {
-                METRICS.ingest_rejected.inc();
-                return Err(IngestFailure::Malformed(e));
-            }
-        };
+        let records =
+            match ingest::decode(body, self.last_record_lsn(), self.conf.max_ingest_records) {
+                Ok(r) => r,
+                Err(e) => {
+                    METRICS.ingest_rejected.inc();
+                    return Err(IngestFailure::Malformed(e));
+                }
+            };
         // Backpressure: wait while too many frozen layers wait for their flush.
         loop {
             let notified = self.frozen_changed.notified();
