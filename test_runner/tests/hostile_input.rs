@@ -250,3 +250,91 @@ async fn ingest_limits_are_settings() {
     );
     ps.check_log(&[]).unwrap();
 }
+
+/// Reset and detach did not wait for a running compaction: the reset's successor loaded (and
+/// reconciled) the directory while the old compaction still wrote into it, and a detach could
+/// fail with ENOTEMPTY after the tenant had left the map. Now both wait for it (a compaction
+/// looks at the stop flag and ends early); here it is held at `compaction-after-output`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_and_detach_wait_for_a_running_compaction() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ps = Pageserver::new(
+        dir.path(),
+        &[
+            "compaction_period = \"1h\"",
+            "compaction_threshold = 2",
+            "image_creation_threshold = 1000",
+        ],
+    );
+    ps.start(None).await;
+    ps.setup().await.unwrap();
+    let mut lsn = 1;
+    for op in ["reset", "detach"] {
+        for _ in 0..3 {
+            let recs: Vec<Record> = (0..20).map(|k| delta(k, Lsn(lsn + k as u64))).collect();
+            lsn += 20;
+            ps.ingest(&recs).await.unwrap();
+            ps.checkpoint().await.unwrap();
+        }
+        ps.failpoint("compaction-after-output", "pause")
+            .await
+            .unwrap();
+        let compact_path = ps.tl("/compact");
+        let compact = ps.request(reqwest::Method::PUT, &compact_path, "");
+        let stop = async {
+            assert!(
+                ps.wait_paused("compaction-after-output", Duration::from_secs(30))
+                    .await
+            );
+            let path = format!("/v1/tenant/{TENANT}/{op}");
+            let stop = ps.request(reqwest::Method::POST, &path, "");
+            tokio::pin!(stop);
+            let early = tokio::time::timeout(Duration::from_millis(1500), &mut stop).await;
+            assert!(
+                early.is_err(),
+                "{op} answered while a compaction was still running: {early:?}"
+            );
+            ps.failpoint("compaction-after-output", "off")
+                .await
+                .unwrap();
+            stop.await
+        };
+        let (compacted, stopped) = tokio::join!(compact, stop);
+        stopped.unwrap();
+        let compacted: serde_json::Value = serde_json::from_slice(&compacted.unwrap()).unwrap();
+        assert_eq!(compacted["outcome"], "abandoned", "{compacted}");
+        if op == "reset" {
+            // The successor's directory holds exactly its layers: nothing quarantined,
+            // no temp file of the old compaction.
+            let names: Vec<String> = std::fs::read_dir(ps.timeline_dir())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            let mut on_disk: Vec<String> = names
+                .iter()
+                .filter(|n| !n.ends_with(".___temp") && *n != "lost+found")
+                // `<layer name>-<generation>`
+                .map(|n| n.rsplit_once('-').unwrap().0.to_string())
+                .collect();
+            on_disk.sort();
+            let mut listed = ps.layer_names().await.unwrap();
+            listed.sort();
+            assert_eq!(on_disk, listed, "{names:?}");
+            let lf = ps.timeline_dir().join("lost+found");
+            assert!(
+                !lf.exists() || std::fs::read_dir(&lf).unwrap().next().is_none(),
+                "nothing quarantined"
+            );
+            assert!(!names.iter().any(|n| n.ends_with(".___temp")), "{names:?}");
+            let page = ps.page(Key::from_u128(3), Lsn(lsn - 1)).await.unwrap();
+            assert_eq!(page[0], b'x');
+        } else {
+            assert!(
+                !dir.path().join("tenants").join(TENANT).exists(),
+                "the detached tenant's directory is gone"
+            );
+        }
+    }
+    ps.check_log(&[]).unwrap();
+}

@@ -57,6 +57,9 @@ pub struct CompactionResult {
 }
 
 /// Bytes a record adds to an output: blob header, value, index entry.
+/// Records (or pages) between two looks at the timeline's stop flag in a long job.
+pub(super) const STOP_CHECK_EVERY: u64 = 4096;
+
 fn record_cost(v: &Value) -> u64 {
     (8 + v.encoded_len() + 32) as u64
 }
@@ -69,6 +72,7 @@ fn merge(
     readers: &[Arc<LayerReader>],
     lsn_range: Range<Lsn>,
     target_size: u64,
+    stopped: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<Vec<FinishedLayer>> {
     let mut iters: Vec<_> = readers.iter().map(|r| r.iter(Key::MIN..Key::MAX)).collect();
     let mut heads: Vec<Option<Value>> = vec![None; iters.len()];
@@ -95,7 +99,14 @@ fn merge(
         ));
         Ok(())
     };
+    let mut merged = 0u64;
     while let Some(Reverse((key, lsn, i))) = heap.pop() {
+        // A stop (reset, detach, shutdown) waits for this job: notice it within a few
+        // thousand records. Unfinished outputs are temp files, removed when dropped.
+        merged += 1;
+        if merged.is_multiple_of(STOP_CHECK_EVERY) && stopped.load(Ordering::SeqCst) {
+            anyhow::bail!("timeline stopped during compaction; outputs dropped");
+        }
         let value = heads[i].take().expect("a head for every heap entry");
         if let Some(item) = iters[i].next() {
             let (k, l, v) = item?;
@@ -153,6 +164,19 @@ impl Timeline {
                 Err(e) => res = Err(e.context("create image layers")),
             }
         }
+        // Cut short by a stop (reset, detach, shutdown): nothing was installed, and the
+        // successor accounts for whatever is left.
+        if let Err(e) = &res
+            && self.shut_down.load(Ordering::SeqCst)
+        {
+            tracing::info!("compaction ended by the timeline's stop: {e:#}");
+            res = Ok(CompactionResult {
+                outcome: "abandoned",
+                inputs: 0,
+                outputs: 0,
+                leftovers_quarantined: 0,
+            });
+        }
         let outcome = match &res {
             Ok(r) => r.outcome,
             Err(_) => "error",
@@ -206,7 +230,9 @@ impl Timeline {
         let stopped = self.shut_down.clone();
         let (infos, paths, quarantined) = tokio::task::spawn_blocking(
             move || -> anyhow::Result<(Vec<LayerInfo>, Vec<PathBuf>, usize)> {
-                let outputs = merge(&engine, &dir, generation, &readers, lsn_range, target)?;
+                let outputs = merge(
+                    &engine, &dir, generation, &readers, lsn_range, target, &stopped,
+                )?;
                 let infos: Vec<LayerInfo> = outputs.iter().map(|o| o.info.clone()).collect();
                 if stopped.load(Ordering::SeqCst) {
                     anyhow::bail!("timeline stopped during compaction; outputs dropped");

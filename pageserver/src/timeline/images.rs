@@ -11,6 +11,7 @@
 //! (the layer map's structural invariant). Runs under the compaction lock, after the L0
 //! compaction.
 
+use super::compaction::STOP_CHECK_EVERY;
 use super::install::Stopped;
 use super::layer_map::Change;
 use super::publish::{publish_layers, remove_files};
@@ -24,6 +25,7 @@ use layer_format::{ImageLayerWriter, Key};
 use std::collections::BTreeSet;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 fn overlaps(a: &Range<Key>, b: &Range<Key>) -> bool {
     a.start < b.end && b.start < a.end
@@ -58,6 +60,10 @@ impl Timeline {
         }
         let mut created = 0;
         for (start, end) in partitions {
+            // A stop waits for this job: it ends at the next partition.
+            if self.shut_down.load(Ordering::SeqCst) {
+                return Ok(created);
+            }
             let range = start..end;
             let newest_image = handles
                 .iter()
@@ -110,7 +116,12 @@ impl Timeline {
                 keys.extend(found);
             }
             let mut pages: Vec<(Key, Bytes)> = Vec::with_capacity(keys.len());
-            for key in keys {
+            for (n, key) in keys.into_iter().enumerate() {
+                if (n as u64).is_multiple_of(STOP_CHECK_EVERY)
+                    && self.shut_down.load(Ordering::SeqCst)
+                {
+                    return Ok(created);
+                }
                 match self.get_page(key, lsn).await {
                     Ok(page) => pages.push((key, page)),
                     Err(ReadError::NotFound { .. }) => {}

@@ -705,11 +705,15 @@ impl Timeline {
         self.frozen_changed.notify_waiters();
     }
 
-    /// Stops the timeline and waits for its ingest, flush and upload work to end.
+    /// Stops the timeline and waits for its ingest, flush, compaction, image creation and
+    /// upload work to end, so that nothing of it touches the directory or the remote prefix
+    /// once a successor (reset) or nobody (detach) owns them. Compaction and image creation
+    /// look at the stop flag every few thousand records and end early.
     pub async fn stop(&self) {
         self.shutdown();
         let _ingest = self.ingest_lock.lock().await;
         let _flush = self.flush_lock.lock().await;
+        let _compaction = self.compaction_lock.lock().await;
         self.uploads.stop().await;
     }
 }
