@@ -68,6 +68,8 @@ pub struct PageServerConf {
     pub max_ingest_body: u64,
     /// The most records one ingest request may hold (more answers 400).
     pub max_ingest_records: u64,
+    /// Layer uploads a timeline runs at once.
+    pub upload_concurrency: usize,
     /// Faults injected into remote storage (builds with the `testing` feature only).
     pub remote_storage_faults: Option<crate::remote::faults::FaultConfig>,
     /// A deliberately broken variant of the layer-map logic (`layer_map_mutation`, accepted
@@ -91,6 +93,7 @@ struct ConfigFile {
     gc_horizon: Option<u64>,
     max_ingest_body: Option<u64>,
     max_ingest_records: Option<u64>,
+    upload_concurrency: Option<usize>,
     remote_storage_faults: Option<crate::remote::faults::FaultConfig>,
     layer_map_mutation: Option<String>,
 }
@@ -124,6 +127,7 @@ impl PageServerConf {
             gc_horizon: 64 << 20,
             max_ingest_body: 64 << 20,
             max_ingest_records: 1 << 20,
+            upload_concurrency: 8,
             remote_storage_faults: None,
             #[cfg(feature = "testing")]
             layer_map_mutation: None,
@@ -226,6 +230,9 @@ impl PageServerConf {
                     "max_ingest_body: at most 1073741824 (1 GiB): a body is held in memory whole"
                 );
             }
+        }
+        if let Some(v) = f.upload_concurrency {
+            c.upload_concurrency = positive("upload_concurrency", v as u64)? as usize;
         }
         if let Some(v) = f.max_ingest_records {
             c.max_ingest_records = positive("max_ingest_records", v)?;

@@ -53,6 +53,9 @@ pub struct Metrics {
     /// Tenant directories found at start-up, by outcome: `attached`, `moved` (a higher
     /// generation was claimed since this node's: not re-attached), `never_claimed`, `broken`.
     pub startup_tenants: IntCounterVec,
+    /// Index uploads replaced by a newer index before they were uploaded (the queue keeps
+    /// one index, so its memory does not grow while remote storage is down).
+    pub index_uploads_coalesced: IntCounter,
     /// Requests whose handler panicked (answered 500; the node goes on serving).
     pub request_panics: IntCounter,
     /// Current LSNs per timeline (`last_record`, `disk_consistent`, `remote_consistent`).
@@ -104,6 +107,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "pageserver_startup_tenants_total",
             "Tenant directories found at start-up, by outcome",
             &["outcome"],
+        ),
+        index_uploads_coalesced: counter(
+            &r,
+            "pageserver_index_uploads_coalesced_total",
+            "Index uploads replaced by a newer index before they were uploaded",
         ),
         request_panics: counter(
             &r,

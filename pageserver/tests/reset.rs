@@ -104,8 +104,18 @@ async fn reset_during_ingest_and_paused_compaction() {
         async move { ts.compact().await }
     });
     wait_paused("compaction-after-output").await;
-    reset(&ts, "").await;
+    // The reset waits for the running compaction (it ends early once released).
+    let resetting = tokio::spawn({
+        let ts = ts.clone();
+        async move { reset(&ts, "").await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !resetting.is_finished(),
+        "the reset waits for the compaction"
+    );
     configure("compaction-after-output", "off").unwrap();
+    resetting.await.unwrap();
     let (s, v) = compaction.await.unwrap();
     assert!(
         s == StatusCode::OK && v["outcome"] == "abandoned"

@@ -43,3 +43,21 @@ pub fn workload(model: &Model, first_lsn: u64, count: u64, keys: u128, seed: u64
     }
     out
 }
+
+/// `n` `will_init` deltas from `first_lsn`, one per LSN, over keys `0..keys` in turn, each
+/// setting the page's first byte to `byte`: pages whose value a test knows without a model.
+pub fn byte_deltas(first_lsn: u64, n: u64, keys: u64, byte: u8) -> Vec<Record> {
+    (0..n)
+        .map(|i| Record {
+            key: Key::from_u128(u128::from(i % keys)),
+            lsn: Lsn(first_lsn + i),
+            value: Value::Delta {
+                will_init: true,
+                record: encode_patches(&[Patch {
+                    offset: 0,
+                    bytes: &[byte],
+                }]),
+            },
+        })
+        .collect()
+}

@@ -15,8 +15,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use layer_format::value::{Patch, encode_patches};
-use layer_format::{Key, Lsn, Value};
+use layer_format::{Key, Lsn};
 use pageserver::timeline::{Record, encode_ingest};
 use reqwest::Method;
 use test_runner::remote::{Backend, Remote};
@@ -26,19 +25,7 @@ const OTHER_TIMELINE: &str = "11111111111111111111111111111111";
 const OTHER_TENANT: &str = "22222222222222222222222222222222";
 
 fn records(first_lsn: u64, n: u64, byte: u8) -> Vec<Record> {
-    (0..n)
-        .map(|i| Record {
-            key: Key::from_u128(u128::from(i % 7)),
-            lsn: Lsn(first_lsn + i),
-            value: Value::Delta {
-                will_init: true,
-                record: encode_patches(&[Patch {
-                    offset: 0,
-                    bytes: &[byte],
-                }]),
-            },
-        })
-        .collect()
+    test_runner::model::byte_deltas(first_lsn, n, 7, byte)
 }
 
 async fn create(ps: &Pageserver, tenant: &str, timeline: &str) {

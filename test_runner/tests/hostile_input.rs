@@ -338,3 +338,92 @@ async fn reset_and_detach_wait_for_a_running_compaction() {
     }
     ps.check_log(&[]).unwrap();
 }
+
+/// I11 on the remote side: a layer object lands, its index upload fails, the tenant is reset
+/// (same generation), and the storage node resends the unacknowledged LSNs with other bytes.
+/// The new layer has the orphan's object name; the create-only put found different bytes and
+/// the queue retried forever (`checkpoint` never finished). Now the orphan of the earlier
+/// incarnation is deleted and the put made again, after this incarnation's first index landed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_after_a_reset_replaces_the_orphan_of_the_failed_index_upload() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let remote = test_runner::remote::Remote::local(&dir.path().join("remote_storage"));
+    // Every ingest request freezes and flushes (the in-memory layer is over 1 byte).
+    let mut ps = Pageserver::new(
+        dir.path(),
+        &["compaction_period = \"1h\"", "checkpoint_distance = 1"],
+    );
+    ps.start(None).await;
+    ps.setup().await.unwrap();
+    let batch = |first: u64, byte: u8| test_runner::model::byte_deltas(first, 20, 5, byte);
+    ps.ingest(&batch(1, b'a')).await.unwrap();
+    let info = ps.checkpoint().await.unwrap();
+    assert_eq!(lsn_of(&info, "remote_consistent_lsn"), Lsn(20));
+
+    // The next layer lands; its index does not.
+    ps.failpoint("upload-index-before", "return").await.unwrap();
+    ps.ingest(&batch(21, b'b')).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let orphan = loop {
+        let v = ps
+            .json(reqwest::Method::GET, &ps.tl("/layer"), "")
+            .await
+            .unwrap();
+        let landed = v["layers"].as_array().unwrap().iter().find(|l| {
+            l["lsn_start"] == Lsn(21).to_string() && l["remote"] == serde_json::json!(true)
+        });
+        if let Some(l) = landed {
+            break l["name"].as_str().unwrap().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the layer upload did not land: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let objects = remote.list("tenants/").await.unwrap();
+    assert!(objects.iter().any(|k| k.contains(&orphan)), "{objects:?}");
+
+    // Reset: the index without it is authoritative; the storage node resends other bytes.
+    ps.request(
+        reqwest::Method::POST,
+        &format!("/v1/tenant/{TENANT}/reset"),
+        "",
+    )
+    .await
+    .unwrap();
+    ps.failpoint("upload-index-before", "off").await.unwrap();
+    let info = ps.info().await.unwrap();
+    assert_eq!(lsn_of(&info, "last_record_lsn"), Lsn(20), "{info}");
+    ps.ingest(&batch(21, b'c')).await.unwrap();
+    let info = ps.checkpoint().await.unwrap();
+    assert_eq!(lsn_of(&info, "remote_consistent_lsn"), Lsn(40), "{info}");
+    assert!(
+        ps.layer_names().await.unwrap().contains(&orphan),
+        "same name"
+    );
+    let page = ps.page(Key::from_u128(1), Lsn(40)).await.unwrap();
+    assert_eq!(page[0], b'c');
+
+    // The object under the name is ours now, and every index's layers match it.
+    let integrity = ps.check_integrity(&remote).await.unwrap();
+    eprintln!("integrity after the orphan was replaced: {integrity:?}");
+    let metrics = ps
+        .request(reqwest::Method::GET, "/metrics", "")
+        .await
+        .unwrap();
+    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    assert!(
+        metrics.contains(
+            "pageserver_remote_operations_total{kind=\"upload_layer\",outcome=\"orphan_replaced\"} 1"
+        ),
+        "{metrics}"
+    );
+    ps.check_log(&[
+        "upload_index failed",
+        "an orphan of an earlier incarnation",
+        "create-only put found different bytes",
+    ])
+    .unwrap();
+}

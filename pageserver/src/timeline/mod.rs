@@ -186,6 +186,8 @@ pub struct TimelineInfo {
     pub layers: LayerCounts,
     /// Upload operations queued and not yet done.
     pub pending_uploads: usize,
+    /// Bytes the upload queue holds for them (bounded: one index, however many flushes).
+    pub pending_upload_bytes: usize,
     /// The error of the last failed upload attempt, if the queue is retrying.
     pub last_upload_error: Option<String>,
     /// The error of the last failed flush, if flushes are failing.
@@ -256,6 +258,7 @@ impl Timeline {
                 tenant: tenant_id,
                 timeline: timeline_id,
                 generation,
+                concurrency: conf.upload_concurrency,
             },
             dcl,
         );
@@ -363,7 +366,7 @@ impl Timeline {
         )
         .await
         .context("upload the first index")?;
-        Ok(Timeline::new_internal(
+        let tl = Timeline::new_internal(
             conf,
             engine,
             storage,
@@ -371,7 +374,9 @@ impl Timeline {
             index.metadata,
             seq + 1,
             map,
-        ))
+        );
+        tl.uploads.first_index_landed(&index);
+        Ok(tl)
     }
 
     /// Loads a timeline from its authoritative index, reconciling the local directory (I3).
@@ -530,6 +535,7 @@ impl Timeline {
                 image: l.map.len() - delta,
             },
             pending_uploads: state.pending(),
+            pending_upload_bytes: state.queued_bytes(),
             last_upload_error: state.last_error(),
             last_flush_error: self.flush_error.lock_unpoisoned().clone(),
             stale: state.is_stale(),
@@ -678,6 +684,11 @@ impl Timeline {
             .layers()
             .map(|h| h.name.clone())
             .collect()
+    }
+
+    /// The upload queue's state (what it holds, what it acknowledged).
+    pub fn upload_state(&self) -> &Arc<crate::remote::upload_queue::UploadState> {
+        self.uploads.state()
     }
 
     /// Whether the upload queue is in the middle of an attempt (for simulations that must
