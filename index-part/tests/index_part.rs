@@ -5,7 +5,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use index_part::fuzzing::parse_arbitrary;
+use index_part::fuzzing::{parse_arbitrary, parse_arbitrary_names};
 use index_part::names::{Generation, IndexObjectName, LayerName, TenantId, TimelineId};
 use index_part::{
     IndexError, IndexPart, LATEST_VERSION, LayerMetadata, Level, ParseMode, TimelineMetadata,
@@ -471,5 +471,31 @@ proptest! {
     #[test]
     fn parser_never_panics_on_noise(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         parse_arbitrary(&bytes);
+    }
+
+    #[test]
+    fn name_parsers_never_panic_and_round_trip(
+        bytes in proptest::collection::vec(any::<u8>(), 0..120)
+    ) {
+        parse_arbitrary_names(&bytes);
+    }
+
+    #[test]
+    fn name_parsers_round_trip_near_valid_names(
+        layer in 0u8..4,
+        at in any::<prop::sample::Index>(),
+        x in any::<u8>(),
+    ) {
+        let names = [
+            "000000000000000000000000000000aa-000000000000000000000000000000ff__0000000000000001-0000000000000010-00000002",
+            "000000000000000000000000000000aa-000000000000000000000000000000ff__0000000000000010",
+            "index_part.json-00000002-0000000a",
+            "0123456789abcdef0123456789abcdef",
+        ];
+        let mut bytes = names[usize::from(layer)].as_bytes().to_vec();
+        parse_arbitrary_names(&bytes);
+        let i = at.index(bytes.len());
+        bytes[i] = x;
+        parse_arbitrary_names(&bytes);
     }
 }

@@ -56,6 +56,9 @@ pub struct Metrics {
     /// Index uploads replaced by a newer index before they were uploaded (the queue keeps
     /// one index, so its memory does not grow while remote storage is down).
     pub index_uploads_coalesced: IntCounter,
+    /// Key ranges that got no image layer because a key's records cannot make a page (a
+    /// delta chain with no base, as ingested).
+    pub image_ranges_skipped: IntCounter,
     /// Requests whose handler panicked (answered 500; the node goes on serving).
     pub request_panics: IntCounter,
     /// Current LSNs per timeline (`last_record`, `disk_consistent`, `remote_consistent`).
@@ -112,6 +115,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &r,
             "pageserver_index_uploads_coalesced_total",
             "Index uploads replaced by a newer index before they were uploaded",
+        ),
+        image_ranges_skipped: counter(
+            &r,
+            "pageserver_image_ranges_skipped_total",
+            "Key ranges without an image layer because a key's records cannot make a page",
         ),
         request_panics: counter(
             &r,

@@ -16,3 +16,16 @@ pub mod remote;
 pub mod server;
 
 pub use pageserver::testing::report;
+
+/// A suite's seed: the environment variable `var` if set (to reproduce a run), else drawn from
+/// the clock. The caller prints it with its settings.
+pub fn seed(var: &str) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
+}

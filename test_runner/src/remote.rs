@@ -38,6 +38,8 @@ pub struct Remote {
     pub env: Vec<(String, String)>,
     /// The directory of a local backend.
     pub local_root: Option<PathBuf>,
+    /// The bucket of an S3 backend.
+    pub bucket: Option<String>,
     storage: Arc<dyn RemoteStorage>,
     _bucket: Option<Arc<Bucket>>,
 }
@@ -71,6 +73,7 @@ impl Remote {
             ),
             env: Vec::new(),
             local_root: Some(root.to_path_buf()),
+            bucket: None,
             storage: Arc::new(storage),
             _bucket: None,
         }
@@ -78,8 +81,15 @@ impl Remote {
 
     /// A new, empty bucket on the SeaweedFS server, named after `test`.
     pub fn s3(test: &str) -> Remote {
+        let mut r = Remote::s3_on(pageserver::testing::seaweedfs(), test);
+        r._bucket = Some(Arc::new(Bucket(r.bucket.clone().expect("an S3 bucket"))));
+        r
+    }
+
+    /// A new, empty bucket named after `test` on `server` (a cluster of the test's own, which
+    /// is dropped with its buckets).
+    pub fn s3_on(server: &pageserver::testing::SeaweedFs, test: &str) -> Remote {
         static SEQ: AtomicU32 = AtomicU32::new(0);
-        let server = pageserver::testing::seaweedfs();
         let clean: String = test
             .chars()
             .map(|c| {
@@ -117,8 +127,9 @@ impl Remote {
                 ("AWS_SECRET_ACCESS_KEY".into(), server.credentials.1.clone()),
             ],
             local_root: None,
+            bucket: Some(bucket),
             storage: Arc::new(storage),
-            _bucket: Some(Arc::new(Bucket(bucket))),
+            _bucket: None,
         }
     }
 

@@ -222,14 +222,14 @@ impl Pageserver {
             Err(e) => {
                 return Err(HttpError {
                     status: 0,
-                    body: e.to_string(),
+                    body: error_chain(&e),
                 });
             }
         };
         let status = r.status();
         let bytes = r.bytes().await.map_err(|e| HttpError {
             status: 0,
-            body: e.to_string(),
+            body: error_chain(&e),
         })?;
         if status.is_success() {
             Ok(bytes)
@@ -440,6 +440,17 @@ impl Drop for Pageserver {
     }
 }
 
+/// An error and its sources, for a connection failure's message.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    out
+}
+
 /// Parses an LSN field of a JSON answer.
 pub fn lsn_of(v: &serde_json::Value, field: &str) -> Lsn {
     v[field]
@@ -474,8 +485,26 @@ pub async fn check_every_version(
     keys: u128,
     upto: Lsn,
 ) -> usize {
-    let mut points: Vec<(Key, Lsn)> = model.keys_and_lsns().filter(|(_, l)| *l <= upto).collect();
+    check_versions_between(ps, model, keys, Lsn(0), upto).await
+}
+
+/// [`check_every_version`] for the versions at or above `from` (a GC cutoff: reads below it
+/// are refused), and every key at `from` too.
+pub async fn check_versions_between(
+    ps: &Pageserver,
+    model: &crate::model::Model,
+    keys: u128,
+    from: Lsn,
+    upto: Lsn,
+) -> usize {
+    let mut points: Vec<(Key, Lsn)> = model
+        .keys_and_lsns()
+        .filter(|(_, l)| *l <= upto && *l >= from)
+        .collect();
     points.extend((0..keys).map(|k| (Key::from_u128(k), upto)));
+    if from.0 > 0 {
+        points.extend((0..keys).map(|k| (Key::from_u128(k), from)));
+    }
     for &(key, lsn) in &points {
         match (ps.page(key, lsn).await, model.page(key, lsn)) {
             (Ok(got), Some(want)) => assert!(got == want, "({key}, {lsn}) differs from the model"),

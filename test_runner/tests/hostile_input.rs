@@ -178,15 +178,7 @@ async fn attaching_a_tenant_that_never_existed_is_a_404_and_claims_nothing() {
 /// naming the setting; nothing is applied, and what is within the limits is accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_limits_are_settings() {
-    let seed = std::env::var("INGEST_LIMITS_SEED")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = test_runner::seed("INGEST_LIMITS_SEED");
     let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut next = |lo: u64, hi: u64| {
         rng ^= rng << 13;

@@ -68,13 +68,15 @@ pub fn router(server: Arc<PageServer>) -> Router {
         .with_state(server)
 }
 
-/// A handler that panics is answered 500 JSON and counted; the connection, the other requests
-/// and the shared state are unaffected (a timeline's own work is caught earlier, by
-/// [`on_timeline`], which also marks the timeline broken).
+/// Every answer's shape (brief section 6): a handler that panics is answered 500 JSON and
+/// counted (the connection, the other requests and the shared state are unaffected; a
+/// timeline's own work is caught earlier, by [`on_timeline`], which also marks the timeline
+/// broken), and a rejection the framework made itself (wrong method, a body it refused) gets
+/// the `{"error"}` JSON shape with its status kept.
 async fn catch_panics(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     use futures::FutureExt;
     let what = format!("{} {}", req.method(), req.uri().path());
-    match std::panic::AssertUnwindSafe(next.run(req))
+    let response = match std::panic::AssertUnwindSafe(next.run(req))
         .catch_unwind()
         .await
     {
@@ -82,9 +84,31 @@ async fn catch_panics(req: axum::extract::Request, next: axum::middleware::Next)
         Err(payload) => {
             crate::metrics::METRICS.request_panics.inc();
             let message = crate::timeline::panic_message(&*payload);
-            ApiError::internal(&anyhow::anyhow!("{what} panicked: {message}")).into_response()
+            return ApiError::internal(&anyhow::anyhow!("{what} panicked: {message}"))
+                .into_response();
         }
+    };
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
     }
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        format!(
+            "{what}: {}",
+            status.canonical_reason().unwrap_or("rejected")
+        )
+    } else {
+        format!("{what}: {text}")
+    };
+    ApiError { status, message }.into_response()
 }
 
 fn tenant_id(s: &str) -> ApiResult<TenantId> {

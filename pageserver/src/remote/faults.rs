@@ -27,9 +27,12 @@ use std::time::Duration;
 pub struct FaultConfig {
     /// Seed of the decisions.
     pub seed: u64,
-    /// Largest injected delay in milliseconds.
+    /// Largest injected delay in milliseconds (added to `min_delay_ms`).
     #[serde(default)]
     pub max_delay_ms: u64,
+    /// Delay of every operation, reads and listings included, in milliseconds: a slow store.
+    #[serde(default)]
+    pub min_delay_ms: u64,
     /// A write fails before reaching the store.
     #[serde(default)]
     pub fail_before: f64,
@@ -84,10 +87,11 @@ impl FaultyStorage {
     }
 
     fn delay(&self) -> Duration {
+        let min = Duration::from_millis(self.cfg.min_delay_ms);
         if self.cfg.max_delay_ms == 0 {
-            return Duration::ZERO;
+            return min;
         }
-        Duration::from_millis(self.next() % (self.cfg.max_delay_ms + 1))
+        min + Duration::from_millis(self.next() % (self.cfg.max_delay_ms + 1))
     }
 
     fn fault(&self) -> Fault {

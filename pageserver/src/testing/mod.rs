@@ -24,7 +24,20 @@ pub struct SeaweedFs {
     pub credentials: (String, String),
     /// Its data directory (where `scripts/seaweedfs bucket` finds its ports).
     dir: PathBuf,
+    /// A cluster of this handle's own ([`seaweedfs_cluster`]), stopped on drop.
+    cluster: bool,
     _owned: Option<tempfile::TempDir>,
+}
+
+impl Drop for SeaweedFs {
+    fn drop(&mut self) {
+        if self.cluster {
+            let _ = std::process::Command::new(script())
+                .arg("cluster-stop")
+                .arg(&self.dir)
+                .output();
+        }
+    }
 }
 
 fn script() -> PathBuf {
@@ -41,6 +54,16 @@ impl SeaweedFs {
     /// number).
     pub fn delete_bucket(&self, name: &str) -> anyhow::Result<()> {
         self.script("bucket-delete", name)
+    }
+
+    /// Kills one process of a cluster (`master`, `volume1`..`volume3`, `filer`) with SIGKILL.
+    pub fn kill(&self, name: &str) -> anyhow::Result<()> {
+        self.script("kill", name)
+    }
+
+    /// Starts one process of a cluster again (for the filer, until its S3 gateway answers).
+    pub fn restart(&self, name: &str) -> anyhow::Result<()> {
+        self.script("restart", name)
     }
 
     fn script(&self, verb: &str, name: &str) -> anyhow::Result<()> {
@@ -79,36 +102,49 @@ pub fn seaweedfs() -> &'static SeaweedFs {
                     var("AWS_SECRET_ACCESS_KEY").expect("AWS_SECRET_ACCESS_KEY with the endpoint"),
                 ),
                 dir: PathBuf::from(dir),
+                cluster: false,
                 _owned: None,
             };
         }
-        let dir = tempfile::tempdir().expect("temp dir");
-        let out = std::process::Command::new(script())
-            .arg("start")
-            .arg(dir.path())
-            .arg(std::process::id().to_string())
-            .output()
-            .expect("run scripts/seaweedfs start");
-        assert!(
-            out.status.success(),
-            "start SeaweedFS: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let vars: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.into(), v.into())))
-            .collect();
-        SeaweedFs {
-            endpoint: vars["PAGESERVER_TEST_S3_ENDPOINT"].clone(),
-            bucket: vars["PAGESERVER_TEST_S3_BUCKET"].clone(),
-            credentials: (
-                vars["AWS_ACCESS_KEY_ID"].clone(),
-                vars["AWS_SECRET_ACCESS_KEY"].clone(),
-            ),
-            dir: dir.path().to_path_buf(),
-            _owned: Some(dir),
-        }
+        launch("start", false)
     })
+}
+
+/// A SeaweedFS cluster of its own (brief section 8: a master with replication 001, three
+/// volume servers, a filer with the S3 gateway, each a process), stopped when dropped; its
+/// processes can be killed and restarted ([`SeaweedFs::kill`], [`SeaweedFs::restart`]).
+pub fn seaweedfs_cluster() -> SeaweedFs {
+    launch("cluster", true)
+}
+
+fn launch(verb: &str, cluster: bool) -> SeaweedFs {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new(script())
+        .arg(verb)
+        .arg(dir.path())
+        .arg(std::process::id().to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/seaweedfs {verb}: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/seaweedfs {verb}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vars: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.into(), v.into())))
+        .collect();
+    SeaweedFs {
+        endpoint: vars["PAGESERVER_TEST_S3_ENDPOINT"].clone(),
+        bucket: vars["PAGESERVER_TEST_S3_BUCKET"].clone(),
+        credentials: (
+            vars["AWS_ACCESS_KEY_ID"].clone(),
+            vars["AWS_SECRET_ACCESS_KEY"].clone(),
+        ),
+        dir: dir.path().to_path_buf(),
+        cluster,
+        _owned: Some(dir),
+    }
 }
 
 /// Prints a suite's summary line and, when `PAGESERVER_TEST_REPORT` names a file (as

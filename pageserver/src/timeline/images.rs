@@ -27,6 +27,12 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+/// Whether a read failed because a delta chain has no base beneath it.
+fn no_base(e: &ReadError) -> bool {
+    matches!(e, ReadError::Data { source, .. }
+        if matches!(source.downcast_ref::<layer_format::redo::RedoError>(), Some(layer_format::redo::RedoError::NoBase { .. })))
+}
+
 fn overlaps(a: &Range<Key>, b: &Range<Key>) -> bool {
     a.start < b.end && b.start < a.end
 }
@@ -116,6 +122,7 @@ impl Timeline {
                 keys.extend(found);
             }
             let mut pages: Vec<(Key, Bytes)> = Vec::with_capacity(keys.len());
+            let mut unreadable = None;
             for (n, key) in keys.into_iter().enumerate() {
                 if (n as u64).is_multiple_of(STOP_CHECK_EVERY)
                     && self.shut_down.load(Ordering::SeqCst)
@@ -125,10 +132,22 @@ impl Timeline {
                 match self.get_page(key, lsn).await {
                     Ok(page) => pages.push((key, page)),
                     Err(ReadError::NotFound { .. }) => {}
+                    // A key whose records cannot make a page (a delta chain with no base, as
+                    // ingested): an image would have to drop it or make one up. The range
+                    // gets no image; its reads stay what they are, and compaction goes on.
+                    Err(e @ ReadError::Data { .. }) if no_base(&e) => {
+                        unreadable = Some(e);
+                        break;
+                    }
                     Err(e) => {
                         return Err(anyhow::Error::new(e).context("read a page for an image layer"));
                     }
                 }
+            }
+            if let Some(e) = unreadable {
+                METRICS.image_ranges_skipped.inc();
+                tracing::warn!(key_start = %start, key_end = %end, "no image layer for this key range: {e}");
+                continue;
             }
             if pages.is_empty() {
                 continue;

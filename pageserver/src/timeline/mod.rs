@@ -24,7 +24,10 @@ mod read;
 pub mod reconcile;
 
 pub use compaction::CompactionResult;
-pub use ingest::{IngestError, Record, decode as decode_ingest, encode as encode_ingest};
+pub use ingest::{
+    IngestError, Record, decode as decode_ingest, decode_arbitrary as fuzz_decode_ingest,
+    encode as encode_ingest,
+};
 pub use install::Stopped;
 pub use layer::{LayerHandle, LayerSource};
 pub use layer_map::LayerMap;
