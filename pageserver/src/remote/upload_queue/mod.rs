@@ -1,6 +1,6 @@
 //! The per-timeline upload queue (I4, I5, I8, I9, I11).
 //!
-//! One task per timeline executes what [`Pending`] hands it: the barrier index first, then
+//! One task per timeline executes what `pending.rs` hands it: the barrier index first, then
 //! layer uploads (up to `upload_concurrency` at once, and at most [`MAX_BYTES_IN_FLIGHT`] of
 //! them), then the newest queued index, then deletions (order rules in `pending.rs`). While
 //! remote storage is down, the queue holds one entry per layer and one index, however many
