@@ -76,7 +76,14 @@ pub fn router(server: Arc<PageServer>) -> Router {
 async fn catch_panics(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     use futures::FutureExt;
     let what = format!("{} {}", req.method(), req.uri().path());
-    let response = match std::panic::AssertUnwindSafe(next.run(req))
+    // A rejected request's body may be left unread, and then the connection cannot carry
+    // another request: say so, so that the client does not send its next one on it.
+    let has_body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut response = match std::panic::AssertUnwindSafe(next.run(req))
         .catch_unwind()
         .await
     {
@@ -89,6 +96,12 @@ async fn catch_panics(req: axum::extract::Request, next: axum::middleware::Next)
         }
     };
     let status = response.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -108,7 +121,14 @@ async fn catch_panics(req: axum::extract::Request, next: axum::middleware::Next)
     } else {
         format!("{what}: {text}")
     };
-    ApiError { status, message }.into_response()
+    let mut rewritten = ApiError { status, message }.into_response();
+    if has_body {
+        rewritten.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    rewritten
 }
 
 fn tenant_id(s: &str) -> ApiResult<TenantId> {
