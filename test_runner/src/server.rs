@@ -415,6 +415,34 @@ impl Pageserver {
         .await
     }
 
+    /// `POST /v1/tenant/{tenant}/{action}` (`attach`, `detach`, `reset`, `reset?drop_cache=true`).
+    pub async fn tenant_action(
+        &self,
+        tenant: &str,
+        action: &str,
+    ) -> Result<serde_json::Value, HttpError> {
+        self.json(
+            reqwest::Method::POST,
+            &format!("/v1/tenant/{tenant}/{action}"),
+            "",
+        )
+        .await
+    }
+
+    /// The value of the first metric line of `/metrics` that starts with `line_start` (a name
+    /// with its labels); 0 if there is none.
+    pub async fn metric(&self, line_start: &str) -> f64 {
+        let text = self
+            .request(reqwest::Method::GET, "/metrics", "")
+            .await
+            .expect("GET /metrics");
+        String::from_utf8_lossy(&text)
+            .lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0.0, |v| v.parse().expect("a metric value"))
+    }
+
     /// Fails if the log has an `ERROR` or `WARN` line that matches none of `allowed`.
     pub fn check_log(&self, allowed: &[&str]) -> anyhow::Result<()> {
         let log = std::fs::read_to_string(self.log_path()).context("read the log")?;

@@ -59,17 +59,15 @@ async fn ingest(ps: &Pageserver, tenant: &str, timeline: &str, recs: &[Record]) 
     .unwrap();
 }
 
-async fn metric(ps: &Pageserver, line_start: &str) -> f64 {
-    let text = ps.request(Method::GET, "/metrics", "").await.unwrap();
-    let text = String::from_utf8(text.to_vec()).unwrap();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_one_timeline_breaks_only_that_timeline() {
+    // Batch sizes per seed; `checkpoint_distance` stays at its default so that no background
+    // flush (of another timeline) meets the one-shot failpoint.
+    let seed = test_runner::seed("BROKEN_SEED");
+    let first = 1 + seed % 40;
+    let second = 7 + (seed / 40) % 24;
+    let total = first + second;
+    eprintln!("broken seed {seed} (BROKEN_SEED): {first} then {second} records per timeline");
     let dir = tempfile::tempdir().unwrap();
     let mut ps = Pageserver::new(dir.path(), &["compaction_period = \"1h\""]);
     ps.start(None).await;
@@ -81,7 +79,7 @@ async fn a_panic_in_one_timeline_breaks_only_that_timeline() {
         (TENANT, OTHER_TIMELINE),
         (OTHER_TENANT, TIMELINE),
     ] {
-        ingest(&ps, t, l, &records(1, 20, b'a')).await;
+        ingest(&ps, t, l, &records(1, first, b'a')).await;
     }
 
     // The next change of a layer map panics while the map's lock is held.
@@ -110,12 +108,10 @@ async fn a_panic_in_one_timeline_breaks_only_that_timeline() {
         info["broken_reason"].as_str().unwrap().contains("panicked"),
         "{info}"
     );
+    assert_eq!(ps.metric("pageserver_broken{kind=\"timeline\"}").await, 1.0);
     assert_eq!(
-        metric(&ps, "pageserver_broken{kind=\"timeline\"}").await,
-        1.0
-    );
-    assert_eq!(
-        metric(&ps, "pageserver_broken_total{kind=\"timeline\"}").await,
+        ps.metric("pageserver_broken_total{kind=\"timeline\"}")
+            .await,
         1.0
     );
 
@@ -154,16 +150,20 @@ async fn a_panic_in_one_timeline_breaks_only_that_timeline() {
 
     // Its sibling and the other tenant ingest, checkpoint and read.
     for (t, l) in [(TENANT, OTHER_TIMELINE), (OTHER_TENANT, TIMELINE)] {
-        ingest(&ps, t, l, &records(21, 10, b'c')).await;
+        ingest(&ps, t, l, &records(first + 1, second, b'c')).await;
         let info = ps
             .json(Method::PUT, &tl(t, l, "/checkpoint"), "")
             .await
             .unwrap();
-        assert_eq!(lsn_of(&info, "remote_consistent_lsn"), Lsn(30), "{info}");
+        assert_eq!(lsn_of(&info, "remote_consistent_lsn"), Lsn(total), "{info}");
         let page = ps
             .request(
                 Method::GET,
-                &tl(t, l, &format!("/page?key={}&lsn=0/1E", Key::from_u128(2))),
+                &tl(
+                    t,
+                    l,
+                    &format!("/page?key={}&lsn={}", Key::from_u128(2), Lsn(total)),
+                ),
                 "",
             )
             .await
@@ -172,10 +172,7 @@ async fn a_panic_in_one_timeline_breaks_only_that_timeline() {
     }
 
     // A reset loads the broken timeline again from its index; the storage node resends.
-    let t = ps
-        .json(Method::POST, &format!("/v1/tenant/{TENANT}/reset"), "")
-        .await
-        .unwrap();
+    let t = ps.tenant_action(TENANT, "reset").await.unwrap();
     assert_eq!(t["broken_timelines"], serde_json::json!([]), "{t}");
     let info = ps
         .json(Method::GET, &tl(TENANT, TIMELINE, ""), "")
@@ -187,31 +184,31 @@ async fn a_panic_in_one_timeline_breaks_only_that_timeline() {
         &ps,
         TENANT,
         TIMELINE,
-        &records(resend_from, 30 - resend_from + 1, b'd'),
+        &records(resend_from, total - resend_from + 1, b'd'),
     )
     .await;
     let info = ps
         .json(Method::PUT, &tl(TENANT, TIMELINE, "/checkpoint"), "")
         .await
         .unwrap();
-    assert_eq!(lsn_of(&info, "remote_consistent_lsn"), Lsn(30), "{info}");
-    assert_eq!(
-        metric(&ps, "pageserver_broken{kind=\"timeline\"}").await,
-        0.0
-    );
+    assert_eq!(lsn_of(&info, "remote_consistent_lsn"), Lsn(total), "{info}");
+    assert_eq!(ps.metric("pageserver_broken{kind=\"timeline\"}").await, 0.0);
     ps.check_log(&["panicked", "broken", "request failed"])
         .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_that_fails_to_load_is_broken_and_the_others_serve() {
+    let seed = test_runner::seed("BROKEN_SEED");
+    let n = 4 + seed % 60;
+    eprintln!("broken seed {seed} (BROKEN_SEED): {n} records per tenant");
     let dir = tempfile::tempdir().unwrap();
     let mut ps = Pageserver::new(dir.path(), &["compaction_period = \"1h\""]);
     ps.start(None).await;
     create(&ps, TENANT, TIMELINE).await;
     create(&ps, OTHER_TENANT, TIMELINE).await;
     for t in [TENANT, OTHER_TENANT] {
-        ingest(&ps, t, TIMELINE, &records(1, 20, b'a')).await;
+        ingest(&ps, t, TIMELINE, &records(1, n, b'a')).await;
         ps.json(Method::PUT, &tl(t, TIMELINE, "/checkpoint"), "")
             .await
             .unwrap();
@@ -255,9 +252,10 @@ async fn a_tenant_that_fails_to_load_is_broken_and_the_others_serve() {
         .await
         .unwrap_err();
     assert_eq!(err.status, 409, "{err:?}");
-    assert_eq!(metric(&ps, "pageserver_broken{kind=\"tenant\"}").await, 1.0);
+    assert_eq!(ps.metric("pageserver_broken{kind=\"tenant\"}").await, 1.0);
     assert_eq!(
-        metric(&ps, "pageserver_startup_tenants_total{outcome=\"broken\"}").await,
+        ps.metric("pageserver_startup_tenants_total{outcome=\"broken\"}")
+            .await,
         1.0
     );
 
@@ -268,7 +266,7 @@ async fn a_tenant_that_fails_to_load_is_broken_and_the_others_serve() {
             &tl(
                 OTHER_TENANT,
                 TIMELINE,
-                &format!("/page?key={}&lsn=0/14", Key::from_u128(3)),
+                &format!("/page?key={}&lsn={}", Key::from_u128(3), Lsn(n)),
             ),
             "",
         )
@@ -279,10 +277,8 @@ async fn a_tenant_that_fails_to_load_is_broken_and_the_others_serve() {
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
 
     // The operator's remedy: detach the broken tenant; the node goes on.
-    ps.json(Method::POST, &format!("/v1/tenant/{TENANT}/detach"), "")
-        .await
-        .unwrap();
-    assert_eq!(metric(&ps, "pageserver_broken{kind=\"tenant\"}").await, 0.0);
+    ps.tenant_action(TENANT, "detach").await.unwrap();
+    assert_eq!(ps.metric("pageserver_broken{kind=\"tenant\"}").await, 0.0);
     ps.check_log(&["broken", "request failed"]).unwrap();
 }
 
@@ -314,10 +310,7 @@ async fn a_restart_does_not_take_back_a_tenant_that_moved() {
 
     // The tenant moves to the second node (generation 3), which acknowledges more.
     ps2.start(None).await;
-    let t = ps2
-        .json(Method::POST, &format!("/v1/tenant/{TENANT}/attach"), "")
-        .await
-        .unwrap();
+    let t = ps2.tenant_action(TENANT, "attach").await.unwrap();
     assert_eq!(t["generation"], 3, "{t}");
     ingest(&ps2, TENANT, TIMELINE, &records(21, 10, b'b')).await;
     ps2.json(Method::PUT, &tl(TENANT, TIMELINE, "/checkpoint"), "")
@@ -338,7 +331,8 @@ async fn a_restart_does_not_take_back_a_tenant_that_moved() {
         .unwrap();
     assert_eq!(other["state"], "Active", "{other}");
     assert_eq!(
-        metric(&ps1, "pageserver_startup_tenants_total{outcome=\"moved\"}").await,
+        ps1.metric("pageserver_startup_tenants_total{outcome=\"moved\"}")
+            .await,
         1.0
     );
     let claims = remote

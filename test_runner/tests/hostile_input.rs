@@ -51,13 +51,7 @@ async fn a_record_at_the_top_lsn_is_refused_and_the_node_serves_on() {
     ps.request(reqwest::Method::GET, "/v1/tenant", "")
         .await
         .unwrap();
-    ps.request(
-        reqwest::Method::POST,
-        &format!("/v1/tenant/{TENANT}/reset"),
-        "",
-    )
-    .await
-    .unwrap();
+    ps.tenant_action(TENANT, "reset").await.unwrap();
     let page = ps.page(Key::from_u128(1), Lsn(5)).await.unwrap();
     assert_eq!(page[0], b'x');
     ps.check_log(&[]).unwrap();
@@ -134,14 +128,7 @@ async fn attaching_a_tenant_that_never_existed_is_a_404_and_claims_nothing() {
     let mut ps = Pageserver::new(dir.path(), &["compaction_period = \"1h\""]);
     ps.start(None).await;
     let ghost = "00000000000000000000000000000abc";
-    let err = ps
-        .request(
-            reqwest::Method::POST,
-            &format!("/v1/tenant/{ghost}/attach"),
-            "",
-        )
-        .await
-        .unwrap_err();
+    let err = ps.tenant_action(ghost, "attach").await.unwrap_err();
     assert_eq!(err.status, 404, "{err:?}");
     let body: serde_json::Value = serde_json::from_str(&err.body).unwrap();
     assert!(
@@ -156,20 +143,8 @@ async fn attaching_a_tenant_that_never_existed_is_a_404_and_claims_nothing() {
     );
     // A tenant that does exist attaches (here: created, detached, attached again).
     ps.setup().await.unwrap();
-    ps.request(
-        reqwest::Method::POST,
-        &format!("/v1/tenant/{TENANT}/detach"),
-        "",
-    )
-    .await
-    .unwrap();
-    ps.request(
-        reqwest::Method::POST,
-        &format!("/v1/tenant/{TENANT}/attach"),
-        "",
-    )
-    .await
-    .unwrap();
+    ps.tenant_action(TENANT, "detach").await.unwrap();
+    ps.tenant_action(TENANT, "attach").await.unwrap();
     ps.check_log(&[]).unwrap();
 }
 
@@ -279,8 +254,7 @@ async fn reset_and_detach_wait_for_a_running_compaction() {
                 ps.wait_paused("compaction-after-output", Duration::from_secs(30))
                     .await
             );
-            let path = format!("/v1/tenant/{TENANT}/{op}");
-            let stop = ps.request(reqwest::Method::POST, &path, "");
+            let stop = ps.tenant_action(TENANT, op);
             tokio::pin!(stop);
             let early = tokio::time::timeout(Duration::from_millis(1500), &mut stop).await;
             assert!(
@@ -378,13 +352,7 @@ async fn a_resend_after_a_reset_replaces_the_orphan_of_the_failed_index_upload()
     assert!(objects.iter().any(|k| k.contains(&orphan)), "{objects:?}");
 
     // Reset: the index without it is authoritative; the storage node resends other bytes.
-    ps.request(
-        reqwest::Method::POST,
-        &format!("/v1/tenant/{TENANT}/reset"),
-        "",
-    )
-    .await
-    .unwrap();
+    ps.tenant_action(TENANT, "reset").await.unwrap();
     ps.failpoint("upload-index-before", "off").await.unwrap();
     let info = ps.info().await.unwrap();
     assert_eq!(lsn_of(&info, "last_record_lsn"), Lsn(20), "{info}");
@@ -401,17 +369,9 @@ async fn a_resend_after_a_reset_replaces_the_orphan_of_the_failed_index_upload()
     // The object under the name is ours now, and every index's layers match it.
     let integrity = ps.check_integrity(&remote).await.unwrap();
     eprintln!("integrity after the orphan was replaced: {integrity:?}");
-    let metrics = ps
-        .request(reqwest::Method::GET, "/metrics", "")
-        .await
-        .unwrap();
-    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
-    assert!(
-        metrics.contains(
-            "pageserver_remote_operations_total{kind=\"upload_layer\",outcome=\"orphan_replaced\"} 1"
-        ),
-        "{metrics}"
-    );
+    let replaced =
+        "pageserver_remote_operations_total{kind=\"upload_layer\",outcome=\"orphan_replaced\"}";
+    assert_eq!(ps.metric(replaced).await, 1.0);
     ps.check_log(&[
         "upload_index failed",
         "an orphan of an earlier incarnation",

@@ -92,12 +92,20 @@ impl Markers {
             .engine
             .create_exclusive(&path)
             .with_context(|| format!("create {}", path.display()))?;
-        file.write_all_at(format!("{token}\n").as_bytes(), 0)
+        let written = file
+            .write_all_at(format!("{token}\n").as_bytes(), 0)
             .and_then(|()| file.fsync())
-            .with_context(|| format!("write {}", path.display()))?;
-        self.engine
-            .fsync_dir(&self.dir)
-            .with_context(|| format!("fsync {}", self.dir.display()))
+            .with_context(|| format!("write {}", path.display()))
+            .and_then(|()| {
+                self.engine
+                    .fsync_dir(&self.dir)
+                    .with_context(|| format!("fsync {}", self.dir.display()))
+            });
+        if written.is_err() {
+            // No claim is made; a marker left behind would only verify as not ours.
+            let _ = self.engine.unlink(&path);
+        }
+        written
     }
 
     fn remove(&self, gens: impl Iterator<Item = Generation>) {
@@ -252,6 +260,49 @@ mod tests {
                 own: None,
                 highest: other
             }
+        );
+    }
+
+    /// A marker that cannot be made durable is removed, and no claim is made.
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn a_marker_that_fails_to_persist_is_removed_and_nothing_is_claimed() {
+        use layer_format::io::sim::SimEngine;
+        let dir = tempfile::tempdir().unwrap();
+        let fs = LocalFs::new(
+            &dir.path().join("remote"),
+            open_engine(EngineChoice::Std).unwrap(),
+        )
+        .unwrap();
+        let sim = Arc::new(SimEngine::unrecorded());
+        let engine: Arc<dyn IoEngine> = sim.clone();
+        let tdir = Path::new("/tenant");
+        engine.create_dir_all(tdir).unwrap();
+        let markers = Markers::new(engine, tdir);
+        let tenant = TenantId([7; 16]);
+        sim.fail_fsync_in(0);
+        let err = claim_generation_recorded(&fs, tenant, Some(&markers))
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("record the claim locally"),
+            "{err:#}"
+        );
+        assert_eq!(markers.list().unwrap(), vec![], "the torn marker is gone");
+        assert_eq!(
+            crate::remote::generation::highest_generation(&fs, tenant)
+                .await
+                .unwrap(),
+            None,
+            "no claim was made"
+        );
+        // The next attempt works.
+        let g = claim_generation_recorded(&fs, tenant, Some(&markers))
+            .await
+            .unwrap();
+        assert_eq!(
+            decide(&fs, &markers, tenant).await.unwrap(),
+            Decision::Reattach { own: g }
         );
     }
 }
