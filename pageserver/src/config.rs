@@ -39,6 +39,27 @@ pub enum RemoteStorageConfig {
     },
 }
 
+/// How HTTP requests are authenticated (brief section 6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpAuth {
+    /// No authentication: only on a loopback address, unless the file says so explicitly.
+    Trust,
+    /// `Authorization: Bearer <JWT>` signed with the Ed25519 key whose public half is here.
+    Jwt {
+        /// A PEM file holding the public key (`auth_validation_public_key_path`).
+        public_key_path: PathBuf,
+    },
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line, with the fields of the request's or job's span.
+    Json,
+}
+
 /// The server's settings.
 #[derive(Debug, Clone)]
 pub struct PageServerConf {
@@ -70,6 +91,12 @@ pub struct PageServerConf {
     pub max_ingest_records: u64,
     /// Layer uploads a timeline runs at once.
     pub upload_concurrency: usize,
+    /// Authentication of the HTTP API.
+    pub http_auth: HttpAuth,
+    /// How long a graceful shutdown waits for the flushes and uploads of every timeline.
+    pub shutdown_timeout: Duration,
+    /// The format of log lines.
+    pub log_format: LogFormat,
     /// Faults injected into remote storage (builds with the `testing` feature only).
     pub remote_storage_faults: Option<crate::remote::faults::FaultConfig>,
     /// A deliberately broken variant of the layer-map logic (`layer_map_mutation`, accepted
@@ -77,6 +104,27 @@ pub struct PageServerConf {
     #[cfg(feature = "testing")]
     pub layer_map_mutation: Option<crate::timeline::mutation::Mutation>,
 }
+
+/// Every key of `pageserver.toml` a release build accepts (the test-only ones aside).
+pub const CONFIG_KEYS: &[&str] = &[
+    "id",
+    "listen_http",
+    "remote_storage",
+    "io_engine",
+    "checkpoint_distance",
+    "compaction_target_size",
+    "compaction_threshold",
+    "image_creation_threshold",
+    "compaction_period",
+    "gc_horizon",
+    "max_ingest_body",
+    "max_ingest_records",
+    "upload_concurrency",
+    "http_auth_type",
+    "auth_validation_public_key_path",
+    "shutdown_timeout",
+    "log_format",
+];
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +142,10 @@ struct ConfigFile {
     max_ingest_body: Option<u64>,
     max_ingest_records: Option<u64>,
     upload_concurrency: Option<usize>,
+    http_auth_type: Option<String>,
+    auth_validation_public_key_path: Option<PathBuf>,
+    shutdown_timeout: Option<String>,
+    log_format: Option<String>,
     remote_storage_faults: Option<crate::remote::faults::FaultConfig>,
     layer_map_mutation: Option<String>,
 }
@@ -106,6 +158,11 @@ struct RemoteStorageToml {
     bucket: Option<String>,
     region: Option<String>,
     prefix: Option<String>,
+}
+
+/// Parses a duration such as `"20s"`, `"1h"` or `"30d"`.
+pub fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
 }
 
 impl PageServerConf {
@@ -128,6 +185,9 @@ impl PageServerConf {
             max_ingest_body: 64 << 20,
             max_ingest_records: 1 << 20,
             upload_concurrency: 8,
+            http_auth: HttpAuth::Trust,
+            shutdown_timeout: Duration::from_secs(30),
+            log_format: LogFormat::Plain,
             remote_storage_faults: None,
             #[cfg(feature = "testing")]
             layer_map_mutation: None,
@@ -237,6 +297,45 @@ impl PageServerConf {
         if let Some(v) = f.max_ingest_records {
             c.max_ingest_records = positive("max_ingest_records", v)?;
         }
+        if let Some(v) = f.shutdown_timeout {
+            c.shutdown_timeout = humantime::parse_duration(&v).with_context(|| {
+                format!("shutdown_timeout: {v:?} is not a duration such as \"30s\"")
+            })?;
+        }
+        if let Some(v) = f.log_format {
+            c.log_format = match v.as_str() {
+                "plain" => LogFormat::Plain,
+                "json" => LogFormat::Json,
+                _ => bail!("log_format: {v:?} is not \"plain\" or \"json\""),
+            };
+        }
+        c.http_auth = match (
+            f.http_auth_type.as_deref(),
+            f.auth_validation_public_key_path,
+        ) {
+            (None | Some("Trust"), None) => HttpAuth::Trust,
+            (None | Some("Trust"), Some(_)) => {
+                bail!("auth_validation_public_key_path is set but http_auth_type is not \"JWT\"")
+            }
+            (Some("JWT"), Some(p)) => HttpAuth::Jwt {
+                public_key_path: if p.is_absolute() { p } else { workdir.join(p) },
+            },
+            (Some("JWT"), None) => bail!(
+                "http_auth_type = \"JWT\" needs auth_validation_public_key_path (an Ed25519 public key, PEM)"
+            ),
+            (Some(other), _) => bail!("http_auth_type: {other:?} is not \"Trust\" or \"JWT\""),
+        };
+        // Trust by default only where nobody else can connect: an operator who exposes the API
+        // without authentication says so.
+        if c.http_auth == HttpAuth::Trust
+            && f.http_auth_type.is_none()
+            && !c.listen_http.ip().is_loopback()
+        {
+            bail!(
+                "listen_http {} is not a loopback address and no authentication is configured: set http_auth_type = \"JWT\" with auth_validation_public_key_path, or http_auth_type = \"Trust\" explicitly on a trusted network",
+                c.listen_http
+            );
+        }
         if let Some(faults) = f.remote_storage_faults {
             if !layer_format::failpoints::enabled() {
                 bail!("remote_storage_faults: only builds with the testing feature inject faults");
@@ -318,5 +417,76 @@ mod tests {
             err("remote_storage = { endpoint = \"ftp://x\", bucket = \"b\" }")
                 .contains("not an http(s) URL")
         );
+        assert!(err("shutdown_timeout = \"later\"").contains("shutdown_timeout"));
+        assert!(err("log_format = \"xml\"").contains("log_format"));
+        assert!(err("http_auth_type = \"Basic\"").contains("http_auth_type"));
+        assert!(err("http_auth_type = \"JWT\"").contains("auth_validation_public_key_path"));
+        assert!(
+            err("auth_validation_public_key_path = \"k.pem\"").contains("http_auth_type is not")
+        );
+    }
+
+    #[test]
+    fn trust_on_a_public_address_only_when_said_explicitly() {
+        let err = format!(
+            "{:#}",
+            load("listen_http = \"0.0.0.0:9898\"", &[]).unwrap_err()
+        );
+        assert!(err.contains("not a loopback address"), "{err}");
+        let c = load(
+            "listen_http = \"0.0.0.0:9898\"\nhttp_auth_type = \"Trust\"",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.http_auth, HttpAuth::Trust);
+        let c = load(
+            "listen_http = \"[::]:9898\"",
+            &[
+                "http_auth_type = \"JWT\"",
+                "auth_validation_public_key_path = \"keys/public.pem\"",
+            ],
+        )
+        .unwrap();
+        assert!(
+            matches!(c.http_auth, HttpAuth::Jwt { ref public_key_path } if public_key_path.ends_with("keys/public.pem") && public_key_path.is_absolute())
+        );
+        assert!(load("listen_http = \"[::1]:9898\"", &[]).is_ok());
+    }
+
+    /// [`CONFIG_KEYS`] is the list serde knows (its error for an unknown key names them all).
+    #[test]
+    fn config_keys_are_the_keys_of_the_file() {
+        let err = format!("{:#}", load("zzz = 1", &[]).unwrap_err());
+        let expected = err.split("expected one of").nth(1).expect(&err);
+        let mut known: Vec<&str> = expected
+            .split(',')
+            .map(|k| k.trim().trim_matches('`'))
+            .map(|k| k.split('`').next().unwrap_or(k))
+            .filter(|k| !["remote_storage_faults", "layer_map_mutation"].contains(k))
+            .collect();
+        known.sort_unstable();
+        let mut listed = CONFIG_KEYS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(known, listed);
+    }
+
+    /// The example configuration of `deploy/` is valid and names every setting a release
+    /// build accepts.
+    #[test]
+    fn the_example_config_is_valid_and_complete() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/pageserver.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), &text).unwrap();
+        PageServerConf::load(dir.path(), &[]).unwrap();
+        for key in CONFIG_KEYS {
+            assert!(
+                text.lines().any(|l| l
+                    .trim_start_matches(['#', ' '])
+                    .starts_with(&format!("{key} ="))),
+                "{} does not show {key}",
+                path.display()
+            );
+        }
     }
 }

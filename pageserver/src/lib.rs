@@ -11,10 +11,14 @@ pub mod metrics;
 pub mod pagectl;
 pub mod remote;
 pub mod server;
+pub mod shutdown;
 pub mod tenant;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timeline;
+
+/// The git revision this binary was built from (`unknown` outside a git checkout).
+pub const BUILD_REVISION: &str = env!("PAGESERVER_BUILD_REVISION");
 
 pub use index_part;
 pub use layer_format;

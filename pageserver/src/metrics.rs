@@ -1,6 +1,9 @@
 //! Prometheus metrics, one per failure path and per moving part, served at `GET /metrics`.
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 use std::sync::LazyLock;
 
 /// All metrics of the process.
@@ -61,8 +64,40 @@ pub struct Metrics {
     pub image_ranges_skipped: IntCounter,
     /// Requests whose handler panicked (answered 500; the node goes on serving).
     pub request_panics: IntCounter,
-    /// Current LSNs per timeline (`last_record`, `disk_consistent`, `remote_consistent`).
+    /// Current LSNs per timeline (`last_record`, `disk_consistent`, `remote_consistent`),
+    /// rebuilt from the live timelines at every scrape (a detached timeline has none).
     pub timeline_lsn: IntGaugeVec,
+    /// Upload operations queued per timeline (rebuilt at every scrape).
+    pub upload_queue_operations: IntGaugeVec,
+    /// Bytes the upload queue of each timeline holds (rebuilt at every scrape).
+    pub upload_queue_bytes: IntGaugeVec,
+    /// Requests refused by authentication (401: `missing`, `malformed`, `signature`,
+    /// `algorithm`, `expired`) or authorization (403: `scope`).
+    pub auth_failures: IntCounterVec,
+    /// Requests refused with 503 because the server is shutting down.
+    pub shutdown_refused: IntCounter,
+    /// Duration of the engine's operations: `ingest`, `get_page`, `flush`, `upload_layer`,
+    /// `upload_index`, `compaction`.
+    pub operation_seconds: HistogramVec,
+    /// Duration of HTTP requests by method, route template and status.
+    pub http_request_seconds: HistogramVec,
+    /// Serialises scrapes: the per-timeline gauges are rebuilt from scratch at each.
+    pub scrape: std::sync::Mutex<()>,
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    // 100 µs to about 100 s: a cached page read to an upload on a slow store.
+    let buckets = prometheus::exponential_buckets(0.0001, 4.0, 11).expect("valid buckets");
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("registered once");
+    h
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -97,7 +132,52 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     .expect("valid metric");
     r.register(Box::new(broken_now.clone()))
         .expect("registered once");
+    let build_info = gauge_vec(
+        &r,
+        "pageserver_build_info",
+        "1, labelled with the version and the git revision of this binary",
+        &["version", "revision"],
+    );
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::BUILD_REVISION])
+        .set(1);
     Metrics {
+        upload_queue_operations: gauge_vec(
+            &r,
+            "pageserver_upload_queue_operations",
+            "Upload operations queued per timeline",
+            &["tenant_id", "timeline_id"],
+        ),
+        upload_queue_bytes: gauge_vec(
+            &r,
+            "pageserver_upload_queue_bytes",
+            "Bytes the upload queue of each timeline holds",
+            &["tenant_id", "timeline_id"],
+        ),
+        auth_failures: counter_vec(
+            &r,
+            "pageserver_http_auth_failures_total",
+            "Requests refused by authentication (401) or authorization (403), by reason",
+            &["reason"],
+        ),
+        shutdown_refused: counter(
+            &r,
+            "pageserver_shutdown_refused_requests_total",
+            "Requests refused with 503 while the server shuts down",
+        ),
+        operation_seconds: histogram_vec(
+            &r,
+            "pageserver_operation_seconds",
+            "Duration of ingest, get_page, flush, upload_layer, upload_index and compaction",
+            &["operation"],
+        ),
+        http_request_seconds: histogram_vec(
+            &r,
+            "pageserver_http_request_seconds",
+            "Duration of HTTP requests by method, route and status",
+            &["method", "route", "status"],
+        ),
+        scrape: std::sync::Mutex::new(()),
         broken: counter_vec(
             &r,
             "pageserver_broken_total",

@@ -21,6 +21,10 @@ pub struct PageServer {
     pub storage: Arc<dyn RemoteStorage>,
     /// Tenants.
     pub tenants: Arc<TenantManager>,
+    /// Admission of state-changing requests (closed by a graceful shutdown).
+    pub gate: crate::shutdown::Gate,
+    /// The token verifier, with `http_auth_type = "JWT"`.
+    pub auth: Option<Arc<crate::http::auth::JwtAuth>>,
 }
 
 /// Opens the configured remote storage.
@@ -111,6 +115,12 @@ impl PageServer {
         wrap: impl FnOnce(Arc<dyn RemoteStorage>) -> Arc<dyn RemoteStorage>,
     ) -> anyhow::Result<Arc<PageServer>> {
         let conf = Arc::new(conf);
+        let auth = match &conf.http_auth {
+            crate::config::HttpAuth::Trust => None,
+            crate::config::HttpAuth::Jwt { public_key_path } => Some(Arc::new(
+                crate::http::auth::JwtAuth::from_pem_file(public_key_path)?,
+            )),
+        };
         layer_format::durable::create_dir_all_durable(&*engine, &conf.workdir)
             .with_context(|| format!("create {}", conf.workdir.display()))?;
         let mut storage = wrap(open_storage(&conf, &engine)?);
@@ -130,6 +140,8 @@ impl PageServer {
             engine,
             storage,
             tenants,
+            gate: crate::shutdown::Gate::default(),
+            auth,
         }))
     }
 
@@ -141,6 +153,64 @@ impl PageServer {
     /// Stops background work.
     pub fn shutdown(&self) {
         self.tenants.shutdown();
+    }
+
+    /// A graceful shutdown's work, within `timeout`: refuse state-changing requests (503),
+    /// wait for those in flight, then freeze and flush every timeline and wait for the upload
+    /// of the index covering it. Background work keeps running; [`PageServer::shutdown`]
+    /// stops it afterwards.
+    pub async fn drain(&self, timeout: std::time::Duration) -> crate::shutdown::DrainReport {
+        use tracing::Instrument;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut report = crate::shutdown::DrainReport::default();
+        if tokio::time::timeout_at(deadline, self.gate.close())
+            .await
+            .is_err()
+        {
+            tracing::error!("requests admitted before the signal still run at the deadline");
+            report.requests_cut = true;
+            return report;
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for tenant in self.tenants.list() {
+            if tenant.broken_reason().is_some() {
+                report.skipped += 1;
+                continue;
+            }
+            for timeline in tenant.timelines() {
+                if timeline.broken_reason().is_some() || timeline.info().stale {
+                    report.skipped += 1;
+                    continue;
+                }
+                let span = tracing::info_span!("shutdown_flush", tenant_id = %timeline.tenant_id, timeline_id = %timeline.timeline_id);
+                tasks.spawn(
+                    async move {
+                        let id = format!("{}/{}", timeline.tenant_id, timeline.timeline_id);
+                        let outcome = tokio::time::timeout_at(deadline, timeline.checkpoint())
+                            .await
+                            .map_err(|_| anyhow::anyhow!("not uploaded by the deadline"))
+                            .and_then(|r| r);
+                        match &outcome {
+                            Ok(()) => tracing::info!(
+                                lsn = %timeline.last_record_lsn(),
+                                "flushed and uploaded"
+                            ),
+                            Err(e) => tracing::error!("not flushed and uploaded: {e:#}"),
+                        }
+                        (id, outcome)
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((_, Ok(()))) => report.flushed += 1,
+                Ok((id, Err(e))) => report.failed.push(format!("{id}: {e:#}")),
+                Err(e) => report.failed.push(format!("a flush task failed: {e}")),
+            }
+        }
+        report
     }
 }
 

@@ -35,6 +35,8 @@ pub fn pageserver_bin() -> &'static Path {
                 "testing",
                 "--bin",
                 "pageserver",
+                "--bin",
+                "pagectl",
                 "--manifest-path",
             ])
             .arg(&manifest)
@@ -48,6 +50,11 @@ pub fn pageserver_bin() -> &'static Path {
     })
 }
 
+/// The `pagectl` binary built beside [`pageserver_bin`].
+pub fn pagectl_bin() -> PathBuf {
+    pageserver_bin().with_file_name("pagectl")
+}
+
 /// One pageserver: a work directory, a port, settings; the process may be running or not.
 #[derive(Debug)]
 pub struct Pageserver {
@@ -59,6 +66,7 @@ pub struct Pageserver {
     env: Vec<(String, String)>,
     child: Option<Child>,
     client: reqwest::Client,
+    token: Option<String>,
 }
 
 /// An answer that was not a success.
@@ -88,6 +96,7 @@ impl Pageserver {
                 .timeout(Duration::from_secs(120))
                 .build()
                 .expect("client"),
+            token: None,
         }
     }
 
@@ -149,10 +158,16 @@ impl Pageserver {
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("spawn pageserver");
-        for _ in 0..400 {
+        // Start-up proves create-only on remote storage first: a few operations, each slow on
+        // a slow store.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
             if self.client.get(self.url("/v1/status")).send().await.is_ok() {
                 self.child = Some(child);
                 return;
+            }
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -170,6 +185,22 @@ impl Pageserver {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, ...) to the process.
+    pub fn signal(&mut self, signal: &str) {
+        let child = self.child.as_ref().expect("running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Sends every later request with `Authorization: Bearer <token>` (or none).
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.token = token;
     }
 
     /// Waits for the process to exit by itself (a failpoint's `exit`); its exit code.
@@ -195,7 +226,8 @@ impl Pageserver {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    fn url(&self, path: &str) -> String {
+    /// The URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
@@ -211,13 +243,11 @@ impl Pageserver {
         path: &str,
         body: impl Into<reqwest::Body>,
     ) -> Result<Bytes, HttpError> {
-        let r = match self
-            .client
-            .request(method, self.url(path))
-            .body(body)
-            .send()
-            .await
-        {
+        let mut builder = self.client.request(method, self.url(path)).body(body);
+        if let Some(t) = &self.token {
+            builder = builder.bearer_auth(t);
+        }
+        let r = match builder.send().await {
             Ok(r) => r,
             Err(e) => {
                 return Err(HttpError {

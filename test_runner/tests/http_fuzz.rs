@@ -23,6 +23,7 @@ use layer_format::{Key, Lsn};
 use pageserver::timeline::{Record, decode_ingest, encode_ingest};
 use reqwest::Method;
 use std::collections::{BTreeMap, HashSet};
+use test_runner::Rng;
 use test_runner::server::Pageserver;
 
 const TENANTS: [&str; 2] = [
@@ -33,31 +34,6 @@ const TIMELINES: [&str; 2] = [
     "fedcba9876543210fedcba9876543210",
     "11111111111111111111111111111111",
 ];
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-    /// `lo..=hi` random bytes.
-    fn bytes(&mut self, lo: u64, hi: u64) -> Vec<u8> {
-        let n = lo + self.below(hi - lo + 1);
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// A tenant or timeline id: mostly the known ones, else valid unknown ones, malformed ones,
 /// or path tricks.
@@ -367,7 +343,7 @@ async fn http_fuzz() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(seed);
     // Settings drawn per seed: small limits and thresholds reach the interesting states.
     // `checkpoint_distance` stays at its default: a flush it starts runs in the background
     // and would change the layers between the snapshots around a request (flushes happen at

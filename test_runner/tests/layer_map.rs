@@ -17,6 +17,7 @@
 )]
 
 use layer_format::{Key, Lsn};
+use test_runner::Rng;
 use test_runner::model::{Model, workload};
 use test_runner::server::{Pageserver, lsn_of};
 
@@ -27,23 +28,6 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 /// A xorshift generator: the whole schedule and configuration follow from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
-
 /// Reads `(key, lsn)` and compares with the model: the page, or 404 where the model has none.
 async fn check(ps: &Pageserver, model: &Model, key: Key, lsn: Lsn, when: &str) {
     match (ps.page(key, lsn).await, model.page(key, lsn)) {

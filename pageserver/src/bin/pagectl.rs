@@ -24,6 +24,66 @@ enum Command {
     /// Inspect a layer file.
     #[command(subcommand)]
     Layer(LayerCmd),
+    /// Mint a JWT for the HTTP API, signed with an Ed25519 private key (PEM); prints it.
+    Token {
+        /// The private key (`openssl genpkey -algorithm ed25519 -out KEY`).
+        #[arg(long)]
+        key: PathBuf,
+        /// `pageserverapi` (every route) or `tenant` (the timeline routes of one tenant).
+        #[arg(long)]
+        scope: String,
+        /// The tenant of a `tenant` token.
+        #[arg(long)]
+        tenant_id: Option<String>,
+        /// Validity, e.g. `1h` or `30d`; without it the token does not expire.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+}
+
+fn token(
+    key: &PathBuf,
+    scope: String,
+    tenant_id: Option<String>,
+    ttl: Option<String>,
+) -> Result<String, String> {
+    use pageserver::http::auth::{Claims, sign};
+    match (scope.as_str(), &tenant_id) {
+        ("pageserverapi", None) => {}
+        ("pageserverapi", Some(_)) => return Err("--tenant-id goes with --scope tenant".into()),
+        ("tenant", Some(t)) => {
+            t.parse::<pageserver::index_part::names::TenantId>()
+                .map_err(|e| format!("--tenant-id {t}: {e}"))?;
+        }
+        ("tenant", None) => return Err("--scope tenant needs --tenant-id".into()),
+        (other, _) => {
+            return Err(format!("--scope {other}: expected pageserverapi or tenant"));
+        }
+    }
+    let exp = match ttl {
+        None => None,
+        Some(t) => {
+            let d = humantime_duration(&t)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|e| e.to_string())?;
+            Some((now + d).as_secs())
+        }
+    };
+    let pem = std::fs::read(key).map_err(|e| format!("read {}: {e}", key.display()))?;
+    sign(
+        &Claims {
+            scope,
+            tenant_id,
+            exp,
+        },
+        &pem,
+    )
+    .map_err(|e| format!("{}: {e:#}", key.display()))
+}
+
+fn humantime_duration(t: &str) -> Result<std::time::Duration, String> {
+    pageserver::config::parse_duration(t).map_err(|e| format!("--ttl {t:?}: {e}"))
 }
 
 #[derive(Subcommand)]
@@ -88,5 +148,20 @@ fn main() -> ExitCode {
         Command::Layer(LayerCmd::Verify { file, checksum }) => {
             emit(pagectl::verify_layer(&file, checksum))
         }
+        Command::Token {
+            key,
+            scope,
+            tenant_id,
+            ttl,
+        } => match token(&key, scope, tenant_id, ttl) {
+            Ok(t) => {
+                println!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }

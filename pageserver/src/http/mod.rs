@@ -4,7 +4,9 @@
 //! attempt) is a 400 that never reaches a path or an object key. Request bodies are read as
 //! bytes and parsed here, so that every error is the JSON `{"error"}` shape.
 
+pub mod auth;
 mod error;
+mod observe;
 
 pub use error::ApiError;
 
@@ -13,9 +15,9 @@ use crate::tenant::Tenant;
 use crate::timeline::{IngestFailure, ReadError, Timeline};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, get, post, put};
 use axum::{Json, Router};
 use index_part::names::{TenantId, TimelineId};
 use layer_format::{Key, Lsn};
@@ -26,46 +28,137 @@ use tracing::Instrument;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The API router.
-pub fn router(server: Arc<PageServer>) -> Router {
-    Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/tenant", post(create_tenant).get(list_tenants))
-        .route("/v1/tenant/{tenant_id}", get(tenant_info))
-        .route("/v1/tenant/{tenant_id}/attach", post(attach_tenant))
-        .route("/v1/tenant/{tenant_id}/detach", post(detach_tenant))
-        .route("/v1/tenant/{tenant_id}/reset", post(reset_tenant))
-        .route("/v1/tenant/{tenant_id}/timeline", post(create_timeline))
-        .route(
+/// Every route the server serves: method, path template, handler. The OpenAPI document
+/// (`openapi.yaml`, served at `GET /v1/openapi.yaml`) describes exactly these; a test checks it.
+fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<PageServer>>)> {
+    #[allow(unused_mut)]
+    let mut routes = vec![
+        (Method::GET, "/v1/status", get(status)),
+        (Method::GET, "/v1/openapi.yaml", get(openapi)),
+        (Method::POST, "/v1/tenant", post(create_tenant)),
+        (Method::GET, "/v1/tenant", get(list_tenants)),
+        (Method::GET, "/v1/tenant/{tenant_id}", get(tenant_info)),
+        (
+            Method::POST,
+            "/v1/tenant/{tenant_id}/attach",
+            post(attach_tenant),
+        ),
+        (
+            Method::POST,
+            "/v1/tenant/{tenant_id}/detach",
+            post(detach_tenant),
+        ),
+        (
+            Method::POST,
+            "/v1/tenant/{tenant_id}/reset",
+            post(reset_tenant),
+        ),
+        (
+            Method::POST,
+            "/v1/tenant/{tenant_id}/timeline",
+            post(create_timeline),
+        ),
+        (
+            Method::GET,
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}",
             get(timeline_info),
-        )
-        .route(
+        ),
+        (
+            Method::POST,
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/ingest",
             post(ingest).layer(DefaultBodyLimit::disable()),
-        )
-        .route(
+        ),
+        (
+            Method::GET,
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/page",
             get(get_page),
-        )
-        .route(
+        ),
+        (
+            Method::PUT,
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/checkpoint",
             put(checkpoint),
-        )
-        .route(
+        ),
+        (
+            Method::PUT,
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/compact",
             put(compact),
-        )
-        .route(
+        ),
+        (
+            Method::GET,
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/layer",
             get(layers),
-        )
-        .route("/v1/tenant/{tenant_id}/timeline/{timeline_id}/gc", put(gc))
-        .route("/v1/failpoints", put(failpoints).get(failpoint_pauses))
-        .route("/metrics", get(metrics))
+        ),
+        (
+            Method::PUT,
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/gc",
+            put(gc),
+        ),
+        (Method::GET, "/metrics", get(metrics)),
+    ];
+    // Failpoints can make the process exit or panic: only builds for tests have the routes.
+    #[cfg(feature = "testing")]
+    routes.extend([
+        (Method::PUT, "/v1/failpoints", put(failpoints)),
+        (Method::GET, "/v1/failpoints", get(failpoint_pauses)),
+    ]);
+    routes
+}
+
+/// The (method, path template) pairs the router serves.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    routes().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+/// The API router: the routes, then (innermost first) the shutdown gate, authentication,
+/// the panic and rejection shaper, and the span and latency of every request.
+pub fn router(server: Arc<PageServer>) -> Router {
+    let mut router = Router::new();
+    for (_, path, handler) in routes() {
+        // Two methods of one path merge into one method router.
+        router = router.route(path, handler);
+    }
+    let mut router = router
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn_with_state(
+            server.clone(),
+            shutdown_gate,
+        ));
+    if let Some(auth) = &server.auth {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            auth::require_token,
+        ));
+    }
+    router
         .layer(axum::middleware::from_fn(catch_panics))
+        .layer(axum::middleware::from_fn(observe::observe))
         .with_state(server)
+}
+
+/// While the server shuts down, a request that changes state (any method but GET and HEAD)
+/// answers 503; one admitted before is waited for by the shutdown.
+async fn shutdown_gate(
+    State(s): State<Arc<PageServer>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let reads = req.method() == Method::GET || req.method() == Method::HEAD;
+    // The failpoint routes of test builds stay usable: a test releases a paused upload with
+    // them while the server shuts down.
+    if reads || req.uri().path() == "/v1/failpoints" {
+        return next.run(req).await;
+    }
+    let Some(admitted) = s.gate.enter() else {
+        crate::metrics::METRICS.shutdown_refused.inc();
+        return ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "the server is shutting down".into(),
+        }
+        .into_response();
+    };
+    let response = next.run(req).await;
+    drop(admitted);
+    response
 }
 
 /// Every answer's shape (brief section 6): a handler that panics is answered 500 JSON and
@@ -109,6 +202,11 @@ async fn catch_panics(req: axum::extract::Request, next: axum::middleware::Next)
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
+    // Headers the framework set that still hold (`Allow` of a 405, `WWW-Authenticate`).
+    let kept: Vec<_> = [header::ALLOW, header::WWW_AUTHENTICATE]
+        .into_iter()
+        .filter_map(|h| response.headers().get(&h).map(|v| (h, v.clone())))
+        .collect();
     let text = axum::body::to_bytes(response.into_body(), 4096)
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
@@ -122,6 +220,9 @@ async fn catch_panics(req: axum::extract::Request, next: axum::middleware::Next)
         format!("{what}: {text}")
     };
     let mut rewritten = ApiError { status, message }.into_response();
+    for (name, value) in kept {
+        rewritten.headers_mut().insert(name, value);
+    }
     if has_body {
         rewritten.headers_mut().insert(
             header::CONNECTION,
@@ -218,7 +319,19 @@ async fn on_timeline<F: std::future::Future>(
 }
 
 async fn status(State(s): State<Arc<PageServer>>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "id": s.conf.id, "version": env!("CARGO_PKG_VERSION") }))
+    Json(serde_json::json!({
+        "id": s.conf.id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": crate::BUILD_REVISION,
+        "shutting_down": s.gate.is_closing(),
+    }))
+}
+
+/// The OpenAPI 3 document of this API.
+pub const OPENAPI_YAML: &str = include_str!("openapi.yaml");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML).into_response()
 }
 
 #[derive(Deserialize)]
@@ -452,6 +565,7 @@ async fn layers(
     Ok(Json(serde_json::json!({ "layers": timeline.layer_list() })).into_response())
 }
 
+#[cfg(feature = "testing")]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FailpointConfig {
@@ -459,6 +573,7 @@ struct FailpointConfig {
     actions: String,
 }
 
+#[cfg(feature = "testing")]
 async fn failpoints(body: Bytes) -> ApiResult<Response> {
     if !layer_format::failpoints::enabled() {
         return Err(ApiError::not_found(
@@ -475,6 +590,7 @@ async fn failpoints(body: Bytes) -> ApiResult<Response> {
 }
 
 /// The failpoints configured with `pause`: evaluations and threads waiting at each.
+#[cfg(feature = "testing")]
 async fn failpoint_pauses() -> ApiResult<Response> {
     if !layer_format::failpoints::enabled() {
         return Err(ApiError::not_found(
@@ -489,8 +605,34 @@ async fn failpoint_pauses() -> ApiResult<Response> {
 }
 
 async fn metrics(State(s): State<Arc<PageServer>>) -> Response {
+    use crate::lock::MutexExt;
     let m = &crate::metrics::METRICS;
+    let _scrape = m.scrape.lock_unpoisoned();
     let tenants = s.tenants.list();
+    // Per-timeline gauges from the live timelines only: a detached one has none.
+    m.timeline_lsn.reset();
+    m.upload_queue_operations.reset();
+    m.upload_queue_bytes.reset();
+    for tl in tenants.iter().flat_map(|t| t.timelines()) {
+        let (t, id) = (tl.tenant_id.to_string(), tl.timeline_id.to_string());
+        let info = tl.lsns_and_queue();
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (kind, lsn) in [
+            ("last_record", info.last_record),
+            ("disk_consistent", info.disk_consistent),
+            ("remote_consistent", info.remote_consistent),
+        ] {
+            m.timeline_lsn
+                .with_label_values(&[t.as_str(), id.as_str(), kind])
+                .set(as_i64(lsn.0));
+        }
+        m.upload_queue_operations
+            .with_label_values(&[t.as_str(), id.as_str()])
+            .set(as_i64(info.queued_operations as u64));
+        m.upload_queue_bytes
+            .with_label_values(&[t.as_str(), id.as_str()])
+            .set(as_i64(info.queued_bytes as u64));
+    }
     let broken_tenants = tenants
         .iter()
         .filter(|t| t.broken_reason().is_some())

@@ -147,7 +147,6 @@ impl Timeline {
             return Err(e.context("install the flushed layer"));
         }
         self.frozen_changed.notify_waiters();
-        self.update_lsn_metrics();
         tracing::info!(layer = %info.file_name, records = info.record_count, bytes = info.size_bytes, "flushed");
         Ok(())
     }
@@ -192,7 +191,6 @@ impl Timeline {
                 "a newer attachment of this tenant exists; this one no longer acknowledges uploads"
             );
         }
-        self.update_lsn_metrics();
         Ok(())
     }
 }

@@ -85,7 +85,6 @@ impl Timeline {
             let paths: Vec<PathBuf> = applied.removed.iter().map(|h| h.path.clone()).collect();
             remove_files(&self.src.engine, &self.dir, &paths, &self.shut_down);
         }
-        self.update_lsn_metrics();
         Ok(Some(applied))
     }
 

@@ -1,0 +1,450 @@
+//! JWT auth on the real binary (brief section 6): every operation of the OpenAPI document,
+//! swept with every kind of token, answers as the brief says: 401 for a missing, malformed,
+//! unsigned, wrongly signed, wrongly typed or expired token; 403 for a valid token outside its
+//! scope; never either for the open routes (`GET /v1/status`, `GET /metrics`). Refused requests
+//! change nothing. Also: a tenant token works on its own timelines, `pagectl token` mints
+//! tokens the server takes, and a public listen address needs auth or an explicit Trust.
+
+use pageserver::http::auth::{Claims, sign};
+use reqwest::Method;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use test_runner::server::{Pageserver, TENANT, TIMELINE, pagectl_bin, pageserver_bin};
+
+/// A tenant the tokens of the sweep name besides the suites' one.
+const OTHER: &str = "00000000000000000000000000000007";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/auth")
+        .join(name)
+}
+
+fn signed(key: &str, scope: &str, tenant: Option<&str>, exp: Option<u64>) -> String {
+    let pem = std::fs::read(fixture(&format!("{key}-private.pem"))).expect("fixture key");
+    sign(
+        &Claims {
+            scope: scope.into(),
+            tenant_id: tenant.map(str::to_string),
+            exp,
+        },
+        &pem,
+    )
+    .expect("sign")
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// `Authorization` values that must all be refused with 401.
+fn refused_tokens() -> Vec<(&'static str, Option<String>)> {
+    let claims = format!("{{\"scope\":\"pageserverapi\",\"exp\":{}}}", now() + 3600);
+    let unsigned = format!(
+        "Bearer {}.{}.",
+        b64url(br#"{"alg":"none","typ":"JWT"}"#),
+        b64url(claims.as_bytes())
+    );
+    // The public key used as an HMAC secret: the classic algorithm confusion.
+    let public = std::fs::read(fixture("key1-public.pem")).expect("fixture");
+    let hs256 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"scope": "pageserverapi"}),
+        &jsonwebtoken::EncodingKey::from_secret(&public).expect("hmac key"),
+    )
+    .expect("hs256");
+    let valid = signed("key1", "pageserverapi", None, None);
+    let (head, rest) = valid.split_once('.').expect("jwt");
+    let (_, sig) = rest.split_once('.').expect("jwt");
+    let forged_claims = format!(
+        "Bearer {head}.{}.{sig}",
+        b64url(br#"{"scope":"pageserverapi","tenant_id":"x"}"#)
+    );
+    vec![
+        ("none", None),
+        ("empty", Some("Bearer ".into())),
+        ("garbage", Some("Bearer not-a-token".into())),
+        ("basic", Some("Basic cGFnZXNlcnZlcjpwYXNz".into())),
+        ("unsigned", Some(unsigned)),
+        ("hs256-with-public-key", Some(format!("Bearer {hs256}"))),
+        (
+            "wrong-key",
+            Some(format!(
+                "Bearer {}",
+                signed("key2", "pageserverapi", None, None)
+            )),
+        ),
+        (
+            "expired",
+            Some(format!(
+                "Bearer {}",
+                signed("key1", "pageserverapi", None, Some(now() - 3600))
+            )),
+        ),
+        ("claims-swapped-under-a-signature", Some(forged_claims)),
+    ]
+}
+
+async fn send(
+    ps: &Pageserver,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+) -> (u16, String, bool) {
+    let client = reqwest::Client::new();
+    let method = Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = client
+        .request(method, ps.url(path))
+        .timeout(Duration::from_secs(60));
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    let challenge = r.headers().contains_key("www-authenticate");
+    (status, r.text().await.unwrap_or_default(), challenge)
+}
+
+async fn jwt_server(dir: &Path) -> Pageserver {
+    let key = fixture("key1-public.pem");
+    let auth_type = "http_auth_type = \"JWT\"".to_string();
+    let key_path = format!(
+        "auth_validation_public_key_path = {:?}",
+        key.display().to_string()
+    );
+    let mut ps = Pageserver::new(&dir.join("ps"), &[&auth_type, &key_path]);
+    ps.start(None).await;
+    ps
+}
+
+/// The state a refused request must not change.
+async fn snapshot(ps: &Pageserver) -> serde_json::Value {
+    let t = ps
+        .json(Method::GET, &format!("/v1/tenant/{TENANT}"), "")
+        .await
+        .expect("tenant");
+    let tl = ps.info().await.expect("timeline");
+    serde_json::json!({
+        "tenant": t,
+        "lsn": tl["last_record_lsn"],
+        "layers": tl["layers"],
+        "incarnation": tl["incarnation"],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_answers_each_token_as_the_brief_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ps = jwt_server(dir.path()).await;
+    let admin = signed("key1", "pageserverapi", None, Some(now() + 3600));
+    ps.set_token(Some(admin.clone()));
+    ps.setup().await.expect("setup with an admin token");
+    ps.ingest(&test_runner::model::byte_deltas(0x10, 5, 3, 1))
+        .await
+        .expect("ingest with an admin token");
+    let before = snapshot(&ps).await;
+
+    let ops = test_runner::openapi::operations(pageserver::http::OPENAPI_YAML).expect("document");
+    assert!(ops.len() >= 17, "{ops:?}");
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let fill = |template: &str, tenant: &str| {
+        template
+            .replace("{tenant_id}", tenant)
+            .replace("{timeline_id}", TIMELINE)
+    };
+
+    // 1. Refused tokens: 401 everywhere but the open routes, with a JSON error and a challenge.
+    for (label, auth) in refused_tokens() {
+        for op in &ops {
+            for tenant in [TENANT, OTHER] {
+                let path = fill(&op.path, tenant);
+                let (status, body, challenge) = send(&ps, &op.method, &path, auth.as_deref()).await;
+                if op.open {
+                    assert!(
+                        status != 401 && status != 403,
+                        "{label}: {} {path} is open but answered {status}",
+                        op.method
+                    );
+                } else {
+                    assert_eq!(status, 401, "{label}: {} {path}: {body}", op.method);
+                    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON error");
+                    assert!(v["error"].is_string(), "{body}");
+                    assert!(challenge, "{label}: 401 without WWW-Authenticate");
+                }
+                *counts.entry(format!("refused:{label}")).or_default() += 1;
+            }
+        }
+        // An unknown route needs a token too.
+        let (status, _, _) = send(&ps, "GET", "/v1/no-such-route", auth.as_deref()).await;
+        assert_eq!(status, 401, "{label}: unknown route");
+    }
+    assert_eq!(
+        snapshot(&ps).await,
+        before,
+        "a refused request changed state"
+    );
+
+    // 2. Valid tokens outside their scope: 403; inside it: neither 401 nor 403.
+    let scoped = [
+        ("tenant", signed("key1", "tenant", Some(TENANT), None)),
+        ("other-tenant", signed("key1", "tenant", Some(OTHER), None)),
+        (
+            "unknown-scope",
+            signed("key1", "safekeeperdata", None, None),
+        ),
+        ("tenant-without-id", signed("key1", "tenant", None, None)),
+    ];
+    for (label, token) in &scoped {
+        let auth = format!("Bearer {token}");
+        for op in &ops {
+            // Destructive operations in scope run for real; they run last, below.
+            let destructive = op.path.ends_with("/detach") || op.path.ends_with("/reset");
+            for tenant in [TENANT, OTHER] {
+                let path = fill(&op.path, tenant);
+                let in_scope = match *label {
+                    "tenant" => {
+                        tenant == TENANT && op.path.starts_with("/v1/tenant/{tenant_id}/timeline")
+                    }
+                    "other-tenant" => {
+                        tenant == OTHER && op.path.starts_with("/v1/tenant/{tenant_id}/timeline")
+                    }
+                    _ => false,
+                };
+                if destructive && in_scope {
+                    continue;
+                }
+                let (status, body, _) = send(&ps, &op.method, &path, Some(&auth)).await;
+                if op.open {
+                    assert!(
+                        status != 401 && status != 403,
+                        "{label}: {} {path}: {status}",
+                        op.method
+                    );
+                } else if in_scope {
+                    assert!(
+                        status != 401 && status != 403,
+                        "{label}: {} {path} is in scope but answered {status}: {body}",
+                        op.method
+                    );
+                } else {
+                    assert_eq!(status, 403, "{label}: {} {path}: {body}", op.method);
+                }
+                *counts.entry(format!("scoped:{label}")).or_default() += 1;
+            }
+        }
+    }
+    let after_scoped = snapshot(&ps).await;
+    assert_eq!(
+        after_scoped["tenant"], before["tenant"],
+        "a 403 changed the tenant"
+    );
+
+    // 3. The admin token: in scope everywhere (detach and reset too, last).
+    let auth = format!("Bearer {admin}");
+    for op in &ops {
+        let path = fill(&op.path, TENANT);
+        let (status, body, _) = send(&ps, &op.method, &path, Some(&auth)).await;
+        assert!(
+            status != 401 && status != 403,
+            "admin: {} {path}: {status} {body}",
+            op.method
+        );
+        *counts.entry("admin".into()).or_default() += 1;
+    }
+    for (reason, min) in [
+        ("missing", 1.0),
+        ("signature", 1.0),
+        ("expired", 1.0),
+        ("algorithm", 1.0),
+        ("scope", 1.0),
+    ] {
+        let n = ps
+            .metric(&format!(
+                "pageserver_http_auth_failures_total{{reason=\"{reason}\"}}"
+            ))
+            .await;
+        assert!(n >= min, "auth failures by {reason}: {n}");
+    }
+    let total: usize = counts.values().sum();
+    test_runner::report(&format!(
+        "auth sweep: {} operations, {total} requests ({counts:?})",
+        ops.len()
+    ));
+    ps.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_token_works_on_its_own_timelines_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ps = jwt_server(dir.path()).await;
+    ps.set_token(Some(signed("key1", "pageserverapi", None, None)));
+    ps.setup().await.expect("setup");
+    ps.set_token(Some(signed(
+        "key1",
+        "tenant",
+        Some(TENANT),
+        Some(now() + 600),
+    )));
+    let records = test_runner::model::byte_deltas(0x10, 4, 2, 7);
+    let acked = ps
+        .ingest(&records)
+        .await
+        .expect("ingest with the tenant's token");
+    let page = ps
+        .page(records[0].key, records[0].lsn)
+        .await
+        .expect("read with the tenant's token");
+    assert_eq!(page.len(), 8192);
+    ps.checkpoint()
+        .await
+        .expect("checkpoint with the tenant's token");
+    let denied = ps.tenant_action(TENANT, "reset").await.unwrap_err();
+    assert_eq!(denied.status, 403, "{denied:?}");
+    ps.set_token(Some(signed("key1", "tenant", Some(OTHER), None)));
+    let more = test_runner::model::byte_deltas(0x100, 2, 2, 9);
+    assert_eq!(ps.ingest(&more).await.unwrap_err().status, 403);
+    ps.set_token(Some(signed("key1", "tenant", Some(TENANT), None)));
+    assert_eq!(
+        ps.info().await.unwrap()["last_record_lsn"],
+        acked["last_record_lsn"]
+    );
+    ps.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagectl_token_mints_tokens_the_server_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ps = jwt_server(dir.path()).await;
+    let key = fixture("key1-private.pem");
+    let mint = |args: &[&str]| {
+        let out = Command::new(pagectl_bin())
+            .arg("token")
+            .arg("--key")
+            .arg(&key)
+            .args(args)
+            .output()
+            .expect("run pagectl");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, admin, err) = mint(&["--scope", "pageserverapi", "--ttl", "1h"]);
+    assert_eq!(code, Some(0), "{err}");
+    ps.set_token(Some(admin));
+    ps.setup().await.expect("setup with pagectl's admin token");
+    let (code, tenant, err) = mint(&["--scope", "tenant", "--tenant-id", TENANT]);
+    assert_eq!(code, Some(0), "{err}");
+    ps.set_token(Some(tenant));
+    ps.ingest(&test_runner::model::byte_deltas(0x10, 2, 2, 3))
+        .await
+        .expect("ingest with pagectl's tenant token");
+    assert_eq!(
+        ps.tenant_action(TENANT, "detach").await.unwrap_err().status,
+        403
+    );
+    // Usage errors exit 2 and print nothing on stdout.
+    for bad in [
+        &["--scope", "tenant"][..],
+        &["--scope", "root"][..],
+        &["--scope", "tenant", "--tenant-id", "nope"][..],
+        &["--scope", "pageserverapi", "--ttl", "soon"][..],
+    ] {
+        let (code, out, _) = mint(bad);
+        assert_eq!((code, out.as_str()), (Some(2), ""), "{bad:?}");
+    }
+    let out = Command::new(pagectl_bin())
+        .args(["token", "--scope", "pageserverapi", "--key"])
+        .arg(fixture("key1-public.pem"))
+        .output()
+        .expect("pagectl");
+    assert_eq!(out.status.code(), Some(2), "a public key cannot sign");
+    ps.kill9();
+}
+
+/// A free port on all interfaces.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_address_needs_auth_or_an_explicit_trust() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |port: u16, extra: &[&str]| {
+        Command::new(pageserver_bin())
+            .arg("--workdir")
+            .arg(dir.path())
+            .arg("--listen-http")
+            .arg(format!("0.0.0.0:{port}"))
+            .args(["-c", "io_engine = \"std\""])
+            .args(extra.iter().flat_map(|c| ["-c", c]))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    // No auth configured: refused at start, with the way out in the message.
+    let out = run(free_port(), &[]).wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a loopback address"), "{err}");
+    assert!(err.contains("http_auth_type"), "{err}");
+
+    // Trust said explicitly, and JWT: both serve.
+    let key = format!(
+        "auth_validation_public_key_path = {:?}",
+        fixture("key1-public.pem").display().to_string()
+    );
+    for (extra, needs_token) in [
+        (vec!["http_auth_type = \"Trust\""], false),
+        (vec!["http_auth_type = \"JWT\"", key.as_str()], true),
+    ] {
+        let port = free_port();
+        let mut child = run(port, &extra);
+        let client = reqwest::Client::new();
+        let mut answered = None;
+        for _ in 0..400 {
+            if let Ok(r) = client
+                .get(format!("http://127.0.0.1:{port}/v1/tenant"))
+                .send()
+                .await
+            {
+                answered = Some(r.status().as_u16());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            answered,
+            Some(if needs_token { 401 } else { 200 }),
+            "{extra:?}"
+        );
+    }
+}
