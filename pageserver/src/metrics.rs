@@ -299,6 +299,17 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
 });
 
+/// Runs `f`, recording its duration in `pageserver_operation_seconds{operation}`.
+pub async fn timed<T>(operation: &str, f: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let out = f.await;
+    METRICS
+        .operation_seconds
+        .with_label_values(&[operation])
+        .observe(started.elapsed().as_secs_f64());
+    out
+}
+
 impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {

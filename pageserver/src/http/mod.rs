@@ -473,7 +473,7 @@ async fn ingest(
         &timeline,
         "ingest",
         span,
-        timeline.ingest(&body, incarnation),
+        crate::metrics::timed("ingest", timeline.ingest(&body, incarnation)),
     )
     .await?
     .map_err(|e| match e {
@@ -505,7 +505,8 @@ async fn get_page(
         .parse()
         .map_err(|e: layer_format::ParseKeyError| ApiError::bad_request(e.to_string()))?;
     let span = tracing::debug_span!("get_page", tenant_id = %timeline.tenant_id, timeline_id = %timeline.timeline_id);
-    match on_timeline(&timeline, "get_page", span, timeline.get_page(key, lsn)).await? {
+    let read = crate::metrics::timed("get_page", timeline.get_page(key, lsn));
+    match on_timeline(&timeline, "get_page", span, read).await? {
         Ok(page) => {
             Ok(([(header::CONTENT_TYPE, "application/octet-stream")], page).into_response())
         }

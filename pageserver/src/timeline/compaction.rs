@@ -151,7 +151,7 @@ impl Timeline {
     /// Runs one compaction (see the module doc).
     pub async fn compact(self: &Arc<Self>) -> anyhow::Result<CompactionResult> {
         let _guard = self.compaction_lock.lock().await;
-        let mut res = self.compact_inner().await;
+        let mut res = crate::metrics::timed("compaction", self.compact_inner()).await;
         if let Ok(r) = &mut res
             && r.outcome != "abandoned"
         {

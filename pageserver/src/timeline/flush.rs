@@ -72,7 +72,7 @@ impl Timeline {
             let Some(frozen) = self.layers_read().frozen.front().cloned() else {
                 return Ok(());
             };
-            match self.flush_one(&frozen).await {
+            match crate::metrics::timed("flush", self.flush_one(&frozen)).await {
                 Ok(()) => {
                     METRICS.flushes.with_label_values(&["ok"]).inc();
                     *self.flush_error.lock_unpoisoned() = None;
@@ -161,9 +161,14 @@ impl Timeline {
         // A task of its own: a caller that gives up (a dropped HTTP request) must not cancel
         // a flush between its publish and its install.
         let tl = self.clone();
-        tokio::spawn(async move { tl.guarded("flush", tl.flush_frozen()).await })
-            .await
-            .context("flush task")??
+        // The caller's span (a request's, with its ids) follows the work into the task.
+        let span = tracing::Span::current();
+        tokio::spawn(tracing::Instrument::instrument(
+            async move { tl.guarded("flush", tl.flush_frozen()).await },
+            span,
+        ))
+        .await
+        .context("flush task")??
     }
 
     /// Freezes, flushes, and waits until the index covering the flush is uploaded.

@@ -19,7 +19,7 @@
 use super::pending::{LayerJob, Work};
 use super::{UploadState, UploadTarget};
 use crate::lock::MutexExt;
-use crate::metrics::METRICS;
+use crate::metrics::{METRICS, timed};
 use crate::remote::generation::highest_generation;
 use crate::remote::{Conflict, create_once};
 use anyhow::{Context, bail};
@@ -37,8 +37,11 @@ pub(super) async fn execute(
 ) -> (bool, anyhow::Result<()>) {
     match work {
         Work::Layers(jobs) => {
-            let results =
-                futures::future::join_all(jobs.iter().map(|j| upload_layer(t, j, state))).await;
+            let results = futures::future::join_all(
+                jobs.iter()
+                    .map(|j| timed("upload_layer", upload_layer(t, j, state))),
+            )
+            .await;
             let mut progress = false;
             let mut first_error = None;
             for (job, r) in jobs.iter().zip(results) {
@@ -54,7 +57,10 @@ pub(super) async fn execute(
             }
             (progress, first_error.map_or(Ok(()), Err))
         }
-        Work::Index(index, seq) => (false, upload_index(t, &index, seq, state).await),
+        Work::Index(index, seq) => (
+            false,
+            timed("upload_index", upload_index(t, &index, seq, state)).await,
+        ),
         Work::Delete(layers) => delete(t, layers, state).await,
     }
 }
