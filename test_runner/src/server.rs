@@ -462,15 +462,21 @@ impl Pageserver {
     /// The value of the first metric line of `/metrics` that starts with `line_start` (a name
     /// with its labels); 0 if there is none.
     pub async fn metric(&self, line_start: &str) -> f64 {
-        let text = self
-            .request(reqwest::Method::GET, "/metrics", "")
+        self.metrics_text()
             .await
-            .expect("GET /metrics");
-        String::from_utf8_lossy(&text)
             .lines()
             .find(|l| l.starts_with(line_start))
             .and_then(|l| l.rsplit(' ').next())
             .map_or(0.0, |v| v.parse().expect("a metric value"))
+    }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let text = self
+            .request(reqwest::Method::GET, "/metrics", "")
+            .await
+            .expect("GET /metrics");
+        String::from_utf8_lossy(&text).into_owned()
     }
 
     /// Fails if the log has an `ERROR` or `WARN` line that matches none of `allowed`.

@@ -48,13 +48,7 @@ async fn json_logs_histograms_and_gauges_that_never_go_stale() {
             lsn += n;
             ingests += 1;
             // Scraped before anything else reads the timeline: the gauge follows the ingest.
-            let text = String::from_utf8(
-                ps.request(reqwest::Method::GET, "/metrics", "")
-                    .await
-                    .unwrap()
-                    .to_vec(),
-            )
-            .unwrap();
+            let text = ps.metrics_text().await;
             let gauge = metric(
                 &text,
                 "pageserver_timeline_lsn",
@@ -76,13 +70,7 @@ async fn json_logs_histograms_and_gauges_that_never_go_stale() {
         .await
         .unwrap();
     let compacted = ps.compact().await.unwrap();
-    let text = String::from_utf8(
-        ps.request(reqwest::Method::GET, "/metrics", "")
-            .await
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = ps.metrics_text().await;
     let info = ps.info().await.unwrap();
     for kind in ["last_record", "disk_consistent", "remote_consistent"] {
         let want = lsn_of(&info, &format!("{kind}_lsn")).0 as f64;
@@ -146,13 +134,7 @@ async fn json_logs_histograms_and_gauges_that_never_go_stale() {
     );
     // A path of no route counts as `other`: no series per client-chosen path.
     let _ = ps.request(reqwest::Method::GET, "/v1/zzz/0123", "").await;
-    let text = String::from_utf8(
-        ps.request(reqwest::Method::GET, "/metrics", "")
-            .await
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = ps.metrics_text().await;
     assert!(!text.contains("/v1/zzz"), "a client's path became a label");
     assert!(
         metric(
@@ -165,13 +147,7 @@ async fn json_logs_histograms_and_gauges_that_never_go_stale() {
 
     // Detached: no series of the timeline is left.
     ps.tenant_action(TENANT, "detach").await.unwrap();
-    let text = String::from_utf8(
-        ps.request(reqwest::Method::GET, "/metrics", "")
-            .await
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = ps.metrics_text().await;
     for gauge in [
         "pageserver_timeline_lsn",
         "pageserver_upload_queue_operations",
