@@ -156,20 +156,26 @@ impl PageServer {
     }
 
     /// A graceful shutdown's work, within `timeout`: refuse state-changing requests (503),
-    /// wait for those in flight, then freeze and flush every timeline and wait for the upload
-    /// of the index covering it. Background work keeps running; [`PageServer::shutdown`]
-    /// stops it afterwards.
+    /// wait for those in flight (for a third of the budget, at most 5 s: one slow request
+    /// must not cost every timeline its flush), then on every timeline stop ingest, freeze,
+    /// flush and wait for the upload of the index covering it. Uploads and flushes keep
+    /// running; [`PageServer::shutdown`] stops the rest afterwards.
     pub async fn drain(&self, timeout: std::time::Duration) -> crate::shutdown::DrainReport {
         use tracing::Instrument;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
         let mut report = crate::shutdown::DrainReport::default();
-        if tokio::time::timeout_at(deadline, self.gate.close())
+        let requests_budget = (timeout / 3).min(std::time::Duration::from_secs(5));
+        if tokio::time::timeout(requests_budget, self.gate.close())
             .await
             .is_err()
         {
-            tracing::error!("requests admitted before the signal still run at the deadline");
+            // The gate is closed all the same (the flag is set first); ingest still running
+            // is refused by its timeline below, never acknowledged after the flush.
+            tracing::warn!(
+                "requests admitted before the signal still run after {requests_budget:?}; flushing anyway"
+            );
             report.requests_cut = true;
-            return report;
         }
         let mut tasks = tokio::task::JoinSet::new();
         for tenant in self.tenants.list() {
@@ -186,7 +192,11 @@ impl PageServer {
                 tasks.spawn(
                     async move {
                         let id = format!("{}/{}", timeline.tenant_id, timeline.timeline_id);
-                        let outcome = tokio::time::timeout_at(deadline, timeline.checkpoint())
+                        let work = async {
+                            timeline.stop_ingest().await;
+                            timeline.checkpoint().await
+                        };
+                        let outcome = tokio::time::timeout_at(deadline, work)
                             .await
                             .map_err(|_| anyhow::anyhow!("not uploaded by the deadline"))
                             .and_then(|r| r);

@@ -6,8 +6,10 @@
 //! * once [`Gate::close`] has begun, no request that changes state starts: a request enters
 //!   by taking a read guard and then looking at the flag; `close` sets the flag and then takes
 //!   the write guard, so a request either saw the flag or is waited for;
-//! * a timeline reported flushed has `remote_consistent_lsn == last_record_lsn` as of the
-//!   moment no request could change it any more, so a restart finds both LSNs unchanged.
+//! * a timeline reported flushed took no record after its last freeze
+//!   ([`crate::timeline::Timeline::stop_ingest`] sets its flag under the ingest lock before
+//!   the checkpoint), so its `remote_consistent_lsn` equals every LSN ever acknowledged and a
+//!   restart finds both LSNs unchanged, even if a request outlived the wait for requests.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,14 +58,15 @@ pub struct DrainReport {
     pub skipped: usize,
     /// Timelines (`tenant/timeline: why`) whose flush or upload failed or missed the deadline.
     pub failed: Vec<String>,
-    /// Whether requests admitted before the signal were still running at the deadline.
+    /// Whether requests admitted before the signal still ran when their wait ended (the
+    /// timelines were flushed anyway; the requests' records were refused, not acknowledged).
     pub requests_cut: bool,
 }
 
 impl DrainReport {
     /// Everything acknowledged is in remote storage.
     pub fn complete(&self) -> bool {
-        self.failed.is_empty() && !self.requests_cut
+        self.failed.is_empty()
     }
 }
 

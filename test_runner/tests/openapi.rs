@@ -16,7 +16,7 @@ fn the_router_serves_exactly_the_documented_operations() {
         .map(|o| (o.method, o.path))
         .collect();
     let served: BTreeSet<(String, String)> = pageserver::http::route_table()
-        .into_iter()
+        .iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     let undocumented: Vec<_> = served.difference(&doc).collect();
@@ -100,6 +100,62 @@ async fn the_binary_serves_the_document_and_every_operation() {
                 e.status != 0 && e.status < 500,
                 "{} {path}: {e:?}",
                 op.method
+            );
+        }
+    }
+    ps.kill9();
+}
+
+/// One error shape for every rejection, the framework's own included (brief section 6): an
+/// unknown route, a wrong method (with `Allow`), a JSON body over the framework's limit (it
+/// answered plain text "Failed to buffer the request body"), a body that is not JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_framework_rejection_has_the_error_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ps = Pageserver::new(dir.path(), &[]);
+    ps.start(None).await;
+    let client = reqwest::Client::new();
+    let big = vec![b' '; 3 << 20];
+    let cases: Vec<(reqwest::Method, &str, Vec<u8>, u16)> = vec![
+        (reqwest::Method::GET, "/v1/no-such-route", vec![], 404),
+        (reqwest::Method::DELETE, "/v1/tenant", vec![], 405),
+        (reqwest::Method::PATCH, "/metrics", vec![], 405),
+        (reqwest::Method::POST, "/v1/tenant", big, 413),
+        (
+            reqwest::Method::POST,
+            "/v1/tenant",
+            b"{\"tenant_id\":".to_vec(),
+            400,
+        ),
+        (reqwest::Method::POST, "/v1/tenant", vec![0xff, 0xfe], 400),
+    ];
+    for (method, path, body, want) in cases {
+        let had_body = !body.is_empty();
+        let r = client
+            .request(method.clone(), ps.url(path))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, want, "{method} {path}: {text}");
+        assert_eq!(
+            headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/json"),
+            "{method} {path}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{text}");
+        if want == 405 {
+            assert!(headers.contains_key("allow"), "405 without Allow");
+        }
+        if had_body {
+            assert_eq!(
+                headers.get("connection").and_then(|v| v.to_str().ok()),
+                Some("close"),
+                "{method} {path}: a rejected body"
             );
         }
     }

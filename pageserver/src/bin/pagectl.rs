@@ -67,7 +67,11 @@ fn token(
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_err(|e| e.to_string())?;
-            Some((now + d).as_secs())
+            Some(
+                now.checked_add(d)
+                    .ok_or_else(|| format!("--ttl {t:?}: too far in the future"))?
+                    .as_secs(),
+            )
         }
     };
     let pem = std::fs::read(key).map_err(|e| format!("read {}: {e}", key.display()))?;

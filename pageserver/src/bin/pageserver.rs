@@ -60,6 +60,7 @@ fn init_logging(format: LogFormat) {
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(false);
     match format {
         LogFormat::Plain => builder.init(),
@@ -73,24 +74,42 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// The first SIGTERM or SIGINT.
-async fn signalled() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGTERM and SIGINT, listened for from the start: one that arrives while the server starts
+/// is kept and starts the shutdown as soon as it can run.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("listen for SIGINT")?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
     }
 }
 
 fn main() {
-    let code = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("start the async runtime")
-        .and_then(|rt| rt.block_on(run()))
     {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pageserver: start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match runtime.block_on(run()) {
         Ok(code) => code,
         Err(e) => {
             // Logging may not be set up yet (a bad config file).
@@ -99,8 +118,8 @@ fn main() {
             1
         }
     };
-    // Not a return from main: the runtime's drop would wait for blocking I/O still running
-    // after a shutdown that missed its deadline.
+    // Exit with the runtime alive: dropping it would wait for blocking I/O still running
+    // (a flush, a compaction) after a shutdown that missed its deadline.
     std::process::exit(code);
 }
 
@@ -108,6 +127,7 @@ fn main() {
 /// flushed and uploaded, 1 when the deadline passed first (or a second signal came).
 async fn run() -> anyhow::Result<i32> {
     let cli = Cli::parse();
+    let mut signals = Signals::new()?;
     configure_failpoints()?;
     std::fs::create_dir_all(&cli.workdir)
         .with_context(|| format!("create {}", cli.workdir.display()))?;
@@ -138,7 +158,7 @@ async fn run() -> anyhow::Result<i32> {
             .into_future(),
     );
     let signal = tokio::select! {
-        s = signalled() => s,
+        s = signals.recv() => s,
         served = &mut http => {
             // The listener failed on its own.
             served.context("the HTTP server task")?.context("the HTTP server")?;
@@ -151,8 +171,8 @@ async fn run() -> anyhow::Result<i32> {
         "shutting down: refusing state-changing requests, flushing every timeline"
     );
     // A second signal ends the process at once, as an impatient operator expects.
-    tokio::spawn(async {
-        let again = signalled().await;
+    tokio::spawn(async move {
+        let again = signals.recv().await;
         tracing::error!("{again} during shutdown: exiting now without waiting for uploads");
         std::process::exit(1);
     });

@@ -7,7 +7,9 @@
 //! * `{"scope": "pageserverapi"}`: every route;
 //! * `{"scope": "tenant", "tenant_id": T}`: only `/v1/tenant/T/timeline` and the routes under it.
 //!
-//! `exp`, when present, is enforced (with the library's leeway of 60 s). Invariants:
+//! `exp` and `nbf`, when present, are enforced (with the library's leeway of 60 s); a token
+//! with an `aud` claim is refused (no audience is configured). The scheme `Bearer` is matched
+//! without regard to case. Invariants:
 //! * only EdDSA is accepted: a token whose header names another algorithm (`none`, or `HS256`
 //!   keyed with the public key) is refused before any signature is checked;
 //! * a missing, malformed, unsigned, wrongly signed or expired token is a 401, a valid token
@@ -69,6 +71,7 @@ impl JwtAuth {
         // `exp` is optional; when present it is checked.
         validation.required_spec_claims.clear();
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         Ok(JwtAuth { key, validation })
     }
 
@@ -90,10 +93,12 @@ impl JwtAuth {
                 "missing Authorization: Bearer <JWT>".into(),
             ));
         };
+        // The scheme is case-insensitive (RFC 9110 section 11.1).
         let token = std::str::from_utf8(value)
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
             .ok_or_else(|| {
                 unauthorized("malformed", "Authorization is not \"Bearer <JWT>\"".into())
             })?;
@@ -152,9 +157,10 @@ pub fn authorize(claims: &Claims, path: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The routes any client may call: health and metrics.
+/// The routes any client may call: health and metrics (GET, and HEAD for health checks).
 pub fn is_open(method: &Method, path: &str) -> bool {
-    *method == Method::GET && (path == "/v1/status" || path == "/metrics")
+    (*method == Method::GET || *method == Method::HEAD)
+        && (path == "/v1/status" || path == "/metrics")
 }
 
 /// The middleware: authenticates and authorizes every request that is not open.
@@ -253,6 +259,7 @@ mod tests {
     fn only_status_and_metrics_are_open() {
         assert!(is_open(&Method::GET, "/v1/status"));
         assert!(is_open(&Method::GET, "/metrics"));
+        assert!(is_open(&Method::HEAD, "/v1/status"));
         assert!(!is_open(&Method::POST, "/v1/status"));
         assert!(!is_open(&Method::GET, "/v1/status/"));
         assert!(!is_open(&Method::GET, "/v1/tenant"));

@@ -1,4 +1,5 @@
-//! API errors: JSON `{"error": "..."}` with 400, 404, 409 or 500 (brief section 6).
+//! API errors: JSON `{"error": "..."}` (brief section 6), whatever the status: 400, 401, 403,
+//! 404, 405, 409, 413, 500 or 503.
 
 use crate::tenant::TenantError;
 use axum::Json;
@@ -34,6 +35,14 @@ impl ApiError {
         ApiError {
             status: StatusCode::CONFLICT,
             message: message.into(),
+        }
+    }
+    /// 503: the server is shutting down (counted).
+    pub fn shutting_down() -> ApiError {
+        crate::metrics::METRICS.shutdown_refused.inc();
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "the server is shutting down".into(),
         }
     }
     /// 500, logged where it is answered.

@@ -105,8 +105,10 @@ fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<PageServer>>)> {
 }
 
 /// The (method, path template) pairs the router serves.
-pub fn route_table() -> Vec<(Method, &'static str)> {
-    routes().into_iter().map(|(m, p, _)| (m, p)).collect()
+pub fn route_table() -> &'static [(Method, &'static str)] {
+    static TABLE: std::sync::LazyLock<Vec<(Method, &'static str)>> =
+        std::sync::LazyLock::new(|| routes().into_iter().map(|(m, p, _)| (m, p)).collect());
+    &TABLE
 }
 
 /// The API router: the routes, then (innermost first) the shutdown gate, authentication,
@@ -136,10 +138,12 @@ pub fn router(server: Arc<PageServer>) -> Router {
 }
 
 /// While the server shuts down, a request that changes state (any method but GET and HEAD)
-/// answers 503; one admitted before is waited for by the shutdown.
+/// answers 503; one admitted before is waited for by the shutdown. The admission is in the
+/// request's extensions, so that work a handler hands to a task of its own (detach, reset)
+/// keeps it after the client goes away.
 async fn shutdown_gate(
     State(s): State<Arc<PageServer>>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let reads = req.method() == Method::GET || req.method() == Method::HEAD;
@@ -149,13 +153,10 @@ async fn shutdown_gate(
         return next.run(req).await;
     }
     let Some(admitted) = s.gate.enter() else {
-        crate::metrics::METRICS.shutdown_refused.inc();
-        return ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: "the server is shutting down".into(),
-        }
-        .into_response();
+        return ApiError::shutting_down().into_response();
     };
+    let admitted = Arc::new(admitted);
+    req.extensions_mut().insert(admitted.clone());
     let response = next.run(req).await;
     drop(admitted);
     response
@@ -385,13 +386,18 @@ async fn attach_tenant(
 async fn detach_tenant(
     State(s): State<Arc<PageServer>>,
     Path(t): Path<String>,
+    admitted: Option<axum::Extension<Arc<crate::shutdown::Admitted>>>,
 ) -> ApiResult<Response> {
     let id = tenant_id(&t)?;
-    // A task of its own, so that a client giving up cannot leave the tenant half-detached.
+    // A task of its own, so that a client giving up cannot leave the tenant half-detached;
+    // it holds the request's admission, so a shutdown waits for it.
     let tenants = s.tenants.clone();
     let task = tokio::spawn(
-        async move { tenants.detach_tenant(id).await }
-            .instrument(tracing::info_span!("detach", tenant_id = %id)),
+        async move {
+            let _admitted = admitted;
+            tenants.detach_tenant(id).await
+        }
+        .instrument(tracing::info_span!("detach", tenant_id = %id)),
     );
     task.await
         .map_err(|e| ApiError::internal(&anyhow::anyhow!("detach task failed: {e}")))??;
@@ -402,6 +408,7 @@ async fn reset_tenant(
     State(s): State<Arc<PageServer>>,
     Path(t): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    admitted: Option<axum::Extension<Arc<crate::shutdown::Admitted>>>,
 ) -> ApiResult<Response> {
     let id = tenant_id(&t)?;
     let drop_cache = match q.get("drop_cache").map(String::as_str) {
@@ -413,11 +420,15 @@ async fn reset_tenant(
             )));
         }
     };
-    // A task of its own, so that a client giving up cannot leave the tenant stopped.
+    // A task of its own, so that a client giving up cannot leave the tenant stopped; it
+    // holds the request's admission, so a shutdown waits for it.
     let tenants = s.tenants.clone();
     let task = tokio::spawn(
-        async move { tenants.reset_tenant(id, drop_cache).await }
-            .instrument(tracing::info_span!("reset", tenant_id = %id)),
+        async move {
+            let _admitted = admitted;
+            tenants.reset_tenant(id, drop_cache).await
+        }
+        .instrument(tracing::info_span!("reset", tenant_id = %id)),
     );
     let tenant = task
         .await
@@ -478,6 +489,7 @@ async fn ingest(
     .await?
     .map_err(|e| match e {
         IngestFailure::Malformed(e) => ApiError::bad_request(e.to_string()),
+        IngestFailure::ShuttingDown => ApiError::shutting_down(),
         IngestFailure::Stopped | IngestFailure::Reloaded { .. } | IngestFailure::Broken(_) => {
             ApiError::conflict(e.to_string())
         }

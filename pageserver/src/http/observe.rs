@@ -3,8 +3,8 @@
 //! Every request runs in a `request` span that carries `tenant_id` and `timeline_id` when its
 //! path names them, so every log line of its work does too (in JSON logs as fields, in plain
 //! logs in the line's prefix). Its duration goes to `pageserver_http_request_seconds` under the
-//! route's template; a path that matches no route counts as `other`, so that a client sending
-//! arbitrary paths cannot grow the number of series.
+//! route's template; a path that matches no route counts as `other`, and so does a method
+//! outside the standard ones, so that a client cannot grow the number of series.
 
 use axum::http::Method;
 use axum::response::Response;
@@ -31,9 +31,9 @@ pub fn classify<'p>(
     }
     let shape = shape.join("/");
     let route = super::route_table()
-        .into_iter()
+        .iter()
         .find(|(m, p)| m == method && *p == shape)
-        .map(|(_, p)| p);
+        .map(|(_, p)| *p);
     (route, tenant, timeline)
 }
 
@@ -61,12 +61,24 @@ pub async fn observe(req: axum::extract::Request, next: axum::middleware::Next) 
     let response = next.run(req).instrument(span.clone()).await;
     let status = response.status();
     let elapsed = started.elapsed();
+    // The method is the client's text too (any token is a method to HTTP).
+    let method_label = match method {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::PATCH
+        | Method::OPTIONS => method.as_str(),
+        _ => "other",
+    };
     crate::metrics::METRICS
         .http_request_seconds
-        .with_label_values(&[method.as_str(), route.unwrap_or("other"), status.as_str()])
+        .with_label_values(&[method_label, route.unwrap_or("other"), status.as_str()])
         .observe(elapsed.as_secs_f64());
     span.in_scope(|| {
-        if status.is_server_error() {
+        // 503 is the shutdown's expected answer, not a failure.
+        if status.is_server_error() && status != axum::http::StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!(
                 status = status.as_u16(),
                 elapsed_ms = elapsed.as_millis() as u64,

@@ -177,7 +177,8 @@ impl TenantManager {
                 continue;
             };
             // One tenant never stops the node: whatever fails is that tenant's, marked broken.
-            if let Some(tenant) = mgr.reattach(id).await {
+            let span = tracing::info_span!("startup", tenant_id = %id);
+            if let Some(tenant) = tracing::Instrument::instrument(mgr.reattach(id), span).await {
                 mgr.tenants.write_unpoisoned().insert(id, tenant);
             }
         }
@@ -496,14 +497,22 @@ impl TenantManager {
             let Some(object) = sel.authoritative else {
                 continue;
             };
-            let index = self.fetch_index(id, tl, object).await?;
-            let timeline = Timeline::load(
-                self.conf.clone(),
-                self.engine.clone(),
-                self.storage.clone(),
-                generation,
-                index,
-                sel.next_seq.max(seq_floors.get(&tl).copied().unwrap_or(0)),
+            let span = tracing::info_span!("load_timeline", tenant_id = %id, timeline_id = %tl);
+            let next_seq = sel.next_seq.max(seq_floors.get(&tl).copied().unwrap_or(0));
+            let timeline = tracing::Instrument::instrument(
+                async {
+                    let index = self.fetch_index(id, tl, object).await?;
+                    Timeline::load(
+                        self.conf.clone(),
+                        self.engine.clone(),
+                        self.storage.clone(),
+                        generation,
+                        index,
+                        next_seq,
+                    )
+                    .await
+                },
+                span,
             )
             .await
             .with_context(|| format!("load timeline {tl}"))?;

@@ -161,8 +161,8 @@ impl Timeline {
         // A task of its own: a caller that gives up (a dropped HTTP request) must not cancel
         // a flush between its publish and its install.
         let tl = self.clone();
-        // The caller's span (a request's, with its ids) follows the work into the task.
-        let span = tracing::Span::current();
+        // A span of its own with the ids, under the caller's (a request's or the shutdown's).
+        let span = tracing::info_span!("flush", tenant_id = %self.tenant_id, timeline_id = %self.timeline_id);
         tokio::spawn(tracing::Instrument::instrument(
             async move { tl.guarded("flush", tl.flush_frozen()).await },
             span,

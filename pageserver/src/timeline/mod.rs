@@ -66,6 +66,9 @@ pub enum IngestFailure {
     /// The timeline is stopping (reset, detach, shutdown); retry against the new one (409).
     #[error("the timeline is stopping (reset or detach); retry")]
     Stopped,
+    /// The server is shutting down: this timeline takes no more records (503).
+    #[error("the server is shutting down")]
+    ShuttingDown,
     /// The timeline is broken (a panic in one of its requests or jobs); reset the tenant (409).
     #[error("the timeline is broken: {0}; reset or detach the tenant")]
     Broken(String),
@@ -146,6 +149,9 @@ pub struct Timeline {
     flush_error: Mutex<Option<String>>,
     flush_task_running: std::sync::atomic::AtomicBool,
     shut_down: Arc<std::sync::atomic::AtomicBool>,
+    /// Set by a graceful shutdown under the ingest lock: no record is taken after it, so the
+    /// shutdown's flush covers every acknowledged record; background compaction stops too.
+    draining: std::sync::atomic::AtomicBool,
     /// Why the timeline is broken (a panic in one of its requests or jobs); set once.
     broken: std::sync::OnceLock<String>,
 }
@@ -307,6 +313,7 @@ impl Timeline {
             flush_error: Mutex::new(None),
             flush_task_running: std::sync::atomic::AtomicBool::new(false),
             shut_down: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            draining: std::sync::atomic::AtomicBool::new(false),
             broken: std::sync::OnceLock::new(),
         });
         tl.start_compaction_loop();
@@ -323,7 +330,7 @@ impl Timeline {
                 loop {
                     tokio::time::sleep(period).await;
                     let Some(tl) = weak.upgrade() else { return };
-                    if tl.shut_down.load(Ordering::SeqCst) {
+                    if tl.shut_down.load(Ordering::SeqCst) || tl.draining.load(Ordering::SeqCst) {
                         return;
                     }
                     if tl.broken_reason().is_some() {
@@ -593,6 +600,9 @@ impl Timeline {
         expected_incarnation: Option<u64>,
     ) -> Result<Lsn, IngestFailure> {
         let _guard = self.ingest_lock.lock().await;
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(IngestFailure::ShuttingDown);
+        }
         if self.shut_down.load(Ordering::SeqCst) {
             return Err(IngestFailure::Stopped);
         }
@@ -720,6 +730,14 @@ impl Timeline {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         true
+    }
+
+    /// The first step of a graceful shutdown: from now on ingest answers
+    /// [`IngestFailure::ShuttingDown`] and background compaction stops; an ingest already
+    /// holding the ingest lock finishes first (its records are then in the next freeze).
+    pub async fn stop_ingest(&self) {
+        let _guard = self.ingest_lock.lock().await;
+        self.draining.store(true, Ordering::SeqCst);
     }
 
     /// Stops the timeline's background work.
