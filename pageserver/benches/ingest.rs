@@ -1,6 +1,6 @@
 //! End-to-end ingest and read benchmark over HTTP: `cargo bench -p pageserver`.
 //!
-//! Starts a page server (local remote storage, `io_engine = auto`, default settings) on a
+//! Starts a page server (local remote storage, `io_engine = auto`, default settings; `PS_BENCH_ENGINE=uring` or `std` picks one) on a
 //! loopback port in a temp directory under `PS_BENCH_DIR` (default: the system temp dir), and
 //! drives it with an HTTP client over TCP:
 //!
@@ -103,7 +103,10 @@ async fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::tempdir_in(base).unwrap();
-    let conf = PageServerConf::defaults(dir.path());
+    let mut conf = PageServerConf::defaults(dir.path());
+    if let Ok(engine) = std::env::var("PS_BENCH_ENGINE") {
+        conf.io_engine = engine.parse().unwrap();
+    }
     let server = PageServer::start(conf).await.unwrap();
     let app = server.router().route(
         "/sink",

@@ -27,7 +27,6 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 const SERVER_LINES: &[&str] = &[
     "starting",
     "listening",
-    "io_uring is not available",
     "injecting remote storage faults",
     "shutting down",
     "shut down",
