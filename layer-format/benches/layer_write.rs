@@ -18,7 +18,7 @@ use bytes::Bytes;
 use layer_format::io::{EngineChoice, IoEngine, open_engine};
 use layer_format::name::Generation;
 use layer_format::value::{PAGE_SIZE, Patch, encode_patches};
-use layer_format::{DeltaLayerWriter, ImageLayerWriter, Key, LayerReader, Lsn, Value};
+use layer_format::{BlockCache, DeltaLayerWriter, ImageLayerWriter, Key, LayerReader, Lsn, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -142,8 +142,16 @@ fn write_layer(
     (start.elapsed(), info.size_bytes, info.path)
 }
 
-fn point_reads(engine: &Arc<dyn IoEngine>, path: &Path, keys: u128) -> (Duration, Duration, usize) {
-    let r = LayerReader::open(engine, path).unwrap();
+fn point_reads(
+    engine: &Arc<dyn IoEngine>,
+    path: &Path,
+    keys: u128,
+    cache: Option<Arc<BlockCache>>,
+) -> (Duration, Duration, usize) {
+    let r = match cache {
+        Some(c) => LayerReader::open_cached(engine, path, c).unwrap(),
+        None => LayerReader::open(engine, path).unwrap(),
+    };
     let mut x = 12345u64;
     let mut lat = Vec::new();
     // Warm up the page cache and the file handle, then measure.
@@ -254,13 +262,32 @@ fn main() {
                 Workload::Delta8k => (total / (PAGE_SIZE + 41) / 10) as u128,
                 _ => (total / 141 / 10) as u128,
             };
-            let (p50, p99, n) = point_reads(&engine, &path, keys);
-            println!(
-                "  warm get, {:<22} p50 {:>6.1} us  p99 {:>6.1} us  ({n} reads)",
-                w.label(),
-                p50.as_secs_f64() * 1e6,
-                p99.as_secs_f64() * 1e6
-            );
+            // Without the block cache (the OS page cache only), then through a block cache
+            // large enough for the layer's hot part (`LAYER_BENCH_CACHE_MIB`, default 512).
+            let cache_mib = env_usize("LAYER_BENCH_CACHE_MIB", 512) as u64;
+            for cache in [None, Some(Arc::new(BlockCache::new(cache_mib << 20)))] {
+                let label = if cache.is_some() {
+                    "block cache"
+                } else {
+                    "no block cache"
+                };
+                let stats = cache.clone();
+                let (p50, p99, n) = point_reads(&engine, &path, keys, cache);
+                let hits = stats.map(|c| {
+                    let s = c.stats();
+                    format!(
+                        ", {:.0}% hits",
+                        100.0 * s.hits as f64 / (s.hits + s.misses).max(1) as f64
+                    )
+                });
+                println!(
+                    "  warm get, {:<22} p50 {:>6.1} us  p99 {:>6.1} us  ({n} reads, {label}{})",
+                    w.label(),
+                    p50.as_secs_f64() * 1e6,
+                    p99.as_secs_f64() * 1e6,
+                    hits.unwrap_or_default()
+                );
+            }
         }
     }
 }

@@ -27,6 +27,6 @@ pub mod writer;
 pub use error::{LayerError, Result};
 pub use key::{Key, Lsn, ParseKeyError};
 pub use name::{Generation, LayerFileName, LayerName};
-pub use reader::LayerReader;
+pub use reader::{BlockCache, CacheStats, LayerReader};
 pub use value::Value;
 pub use writer::{DeltaLayerWriter, FinishedLayer, ImageLayerWriter, LayerInfo};

@@ -91,6 +91,8 @@ pub struct PageServerConf {
     pub max_ingest_records: u64,
     /// Layer uploads a timeline runs at once.
     pub upload_concurrency: usize,
+    /// Bytes of checked index nodes and values point reads keep (0 disables the cache).
+    pub page_cache_size: u64,
     /// Authentication of the HTTP API.
     pub http_auth: HttpAuth,
     /// How long a graceful shutdown waits for the flushes and uploads of every timeline.
@@ -120,6 +122,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "max_ingest_body",
     "max_ingest_records",
     "upload_concurrency",
+    "page_cache_size",
     "http_auth_type",
     "auth_validation_public_key_path",
     "shutdown_timeout",
@@ -142,6 +145,7 @@ struct ConfigFile {
     max_ingest_body: Option<u64>,
     max_ingest_records: Option<u64>,
     upload_concurrency: Option<usize>,
+    page_cache_size: Option<u64>,
     http_auth_type: Option<String>,
     auth_validation_public_key_path: Option<PathBuf>,
     shutdown_timeout: Option<String>,
@@ -185,6 +189,7 @@ impl PageServerConf {
             max_ingest_body: 64 << 20,
             max_ingest_records: 1 << 20,
             upload_concurrency: 8,
+            page_cache_size: crate::page_cache::DEFAULT_PAGE_CACHE_SIZE,
             http_auth: HttpAuth::Trust,
             shutdown_timeout: Duration::from_secs(30),
             log_format: LogFormat::Plain,
@@ -296,6 +301,9 @@ impl PageServerConf {
         }
         if let Some(v) = f.max_ingest_records {
             c.max_ingest_records = positive("max_ingest_records", v)?;
+        }
+        if let Some(v) = f.page_cache_size {
+            c.page_cache_size = v;
         }
         if let Some(v) = f.shutdown_timeout {
             c.shutdown_timeout = humantime::parse_duration(&v).with_context(|| {

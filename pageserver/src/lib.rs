@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod lock;
 pub mod metrics;
+pub mod page_cache;
 pub mod pagectl;
 pub mod remote;
 pub mod server;

@@ -81,6 +81,12 @@ pub struct Metrics {
     pub operation_seconds: HistogramVec,
     /// Duration of HTTP requests by method, route template and status.
     pub http_request_seconds: HistogramVec,
+    /// Point reads of layer files answered from the page cache, and those that read the file.
+    pub page_cache_lookups: IntCounterVec,
+    /// Entries the page cache evicted to stay within `page_cache_size`.
+    pub page_cache_evictions: IntCounter,
+    /// Bytes the page cache holds.
+    pub page_cache_bytes: prometheus::IntGauge,
     /// Serialises scrapes: the per-timeline gauges are rebuilt from scratch at each.
     pub scrape: std::sync::Mutex<()>,
 }
@@ -177,6 +183,26 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Duration of HTTP requests by method, route and status",
             &["method", "route", "status"],
         ),
+        page_cache_lookups: counter_vec(
+            &r,
+            "pageserver_page_cache_lookups_total",
+            "Page cache lookups of point reads, by outcome (hit, miss)",
+            &["outcome"],
+        ),
+        page_cache_evictions: counter(
+            &r,
+            "pageserver_page_cache_evictions_total",
+            "Entries the page cache evicted to stay within page_cache_size",
+        ),
+        page_cache_bytes: {
+            let g = prometheus::IntGauge::new(
+                "pageserver_page_cache_bytes",
+                "Bytes the page cache holds",
+            )
+            .expect("valid metric");
+            r.register(Box::new(g.clone())).expect("registered once");
+            g
+        },
         scrape: std::sync::Mutex::new(()),
         broken: counter_vec(
             &r,

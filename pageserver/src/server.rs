@@ -115,6 +115,7 @@ impl PageServer {
         wrap: impl FnOnce(Arc<dyn RemoteStorage>) -> Arc<dyn RemoteStorage>,
     ) -> anyhow::Result<Arc<PageServer>> {
         let conf = Arc::new(conf);
+        crate::page_cache::init(conf.page_cache_size);
         let auth = match &conf.http_auth {
             crate::config::HttpAuth::Trust => None,
             crate::config::HttpAuth::Jwt { public_key_path } => Some(Arc::new(

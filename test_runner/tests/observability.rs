@@ -75,9 +75,12 @@ async fn json_logs_histograms_and_gauges_that_never_go_stale() {
         }
         ps.checkpoint().await.unwrap();
     }
-    ps.page(layer_format::Key::from_u128(0), layer_format::Lsn(lsn - 1))
-        .await
-        .unwrap();
+    // The same page twice: the second read's index nodes and values come from the page cache.
+    for _ in 0..2 {
+        ps.page(layer_format::Key::from_u128(0), layer_format::Lsn(lsn - 1))
+            .await
+            .unwrap();
+    }
     let compacted = ps.compact().await.unwrap();
     let text = ps.metrics_text().await;
     let info = ps.info().await.unwrap();
@@ -133,6 +136,21 @@ async fn json_logs_histograms_and_gauges_that_never_go_stale() {
         )
         .is_some()
     );
+    let hits = metric(
+        &text,
+        "pageserver_page_cache_lookups_total",
+        &[("outcome", "hit")],
+    );
+    let misses = metric(
+        &text,
+        "pageserver_page_cache_lookups_total",
+        &[("outcome", "miss")],
+    );
+    assert!(
+        hits >= Some(1.0) && misses >= Some(1.0),
+        "page cache: {hits:?} hits, {misses:?} misses"
+    );
+    assert!(metric(&text, "pageserver_page_cache_bytes", &[]).is_some_and(|b| b > 0.0));
     assert_eq!(
         metric(
             &text,

@@ -71,7 +71,11 @@ pub struct LayerIter<'a> {
 #[derive(Debug)]
 enum State {
     Start(Key),
-    At { block: u32, node: Node, i: usize },
+    At {
+        block: u32,
+        node: std::sync::Arc<Node>,
+        i: usize,
+    },
     Done,
 }
 
@@ -100,7 +104,7 @@ impl<'a> LayerIter<'a> {
                 State::Done => return Ok(None),
                 State::Start(key) => {
                     let pos = (*key, Lsn(0));
-                    let (block, node) = r.find_leaf(pos)?;
+                    let (block, node) = r.find_leaf(pos, false)?;
                     let i = node.first_at_or_above(pos);
                     self.state = State::At { block, node, i };
                 }
@@ -111,7 +115,7 @@ impl<'a> LayerIter<'a> {
                             self.state = State::Done;
                             return Ok(None);
                         }
-                        let node = r.read_node(next, 0)?;
+                        let node = std::sync::Arc::new(r.read_node(next, 0)?);
                         if node.entries.is_empty() {
                             return Err(r.empty_leaf(next));
                         }

@@ -7,9 +7,12 @@
 //! wrong data. `get` touches O(height) index blocks plus one neighbouring leaf at most per
 //! leaf of versions walked; nothing reads the whole file except `verify`.
 
+mod cache;
 mod iter;
 mod verify;
 
+pub use cache::{BlockCache, CacheStats};
+use cache::{Cached, Region};
 pub use iter::LayerIter;
 pub use verify::VerifyReport;
 
@@ -36,9 +39,26 @@ pub struct LayerReader {
     path: PathBuf,
     file: Box<dyn IoFile>,
     summary: Summary,
+    /// Unique in the process: the key of this reader's entries in `cache`.
+    id: u64,
+    /// Point reads keep the nodes and values they checked here.
+    cache: Option<Arc<BlockCache>>,
+    /// The index root, kept from the first point read on while the layer is open.
+    root: std::sync::OnceLock<Arc<Node>>,
 }
 
 impl LayerReader {
+    /// [`LayerReader::open`], with point reads going through `cache`.
+    pub fn open_cached(
+        engine: &Arc<dyn IoEngine>,
+        path: &Path,
+        cache: Arc<BlockCache>,
+    ) -> Result<LayerReader> {
+        let mut reader = LayerReader::open(engine, path)?;
+        reader.cache = Some(cache);
+        Ok(reader)
+    }
+
     /// Opens a layer file and checks its summary and size.
     pub fn open(engine: &Arc<dyn IoEngine>, path: &Path) -> Result<LayerReader> {
         let file = engine
@@ -105,6 +125,9 @@ impl LayerReader {
             path,
             file,
             summary,
+            id: cache::next_reader_id(),
+            cache: None,
+            root: std::sync::OnceLock::new(),
         })
     }
 
@@ -126,7 +149,7 @@ impl LayerReader {
             return Ok(out);
         }
         let target = (key, lsn);
-        let (mut block, mut node) = self.find_leaf(target)?;
+        let (mut block, mut node) = self.find_leaf(target, true)?;
         let Some(mut i) = node.last_at_or_below(target) else {
             return Ok(out);
         };
@@ -135,7 +158,7 @@ impl LayerReader {
             if e.key != key {
                 break;
             }
-            let value = self.read_value(e.value)?;
+            let value = self.read_value_cached(e.value)?;
             let base = value.is_base();
             out.push((e.lsn, value));
             if base {
@@ -149,7 +172,7 @@ impl LayerReader {
                 break;
             }
             block -= 1;
-            node = self.read_node(block, 0)?;
+            node = self.read_node_cached(block, 0)?;
             i = node
                 .entries
                 .len()
@@ -165,13 +188,26 @@ impl LayerReader {
     }
 
     /// Descends from the root to the leaf that holds the last entry at or below `pos` (or the
-    /// first leaf if `pos` is below every entry).
-    fn find_leaf(&self, pos: (Key, Lsn)) -> Result<(u32, Node)> {
+    /// first leaf if `pos` is below every entry); through the cache for a point read
+    /// (`cached`), around it for a scan.
+    fn find_leaf(&self, pos: (Key, Lsn), cached: bool) -> Result<(u32, Arc<Node>)> {
         let s = &self.summary;
         let mut block = s.index_root_block;
         let mut level = s.index_height - 1;
         loop {
-            let node = self.read_node(block, level)?;
+            let node = if !cached {
+                Arc::new(self.read_node(block, level)?)
+            } else if block == s.index_root_block {
+                match self.root.get() {
+                    Some(root) => root.clone(),
+                    None => {
+                        let root = Arc::new(self.read_node(block, level)?);
+                        self.root.get_or_init(|| root).clone()
+                    }
+                }
+            } else {
+                self.read_node_cached(block, level)?
+            };
             if level == 0 {
                 return Ok((block, node));
             }
@@ -193,6 +229,40 @@ impl LayerReader {
             block = child as u32;
             level -= 1;
         }
+    }
+
+    /// [`LayerReader::read_node`] through the cache, if the reader has one.
+    fn read_node_cached(&self, block: u32, level: u16) -> Result<Arc<Node>> {
+        let Some(cache) = &self.cache else {
+            return Ok(Arc::new(self.read_node(block, level)?));
+        };
+        if let Some(Cached::Node(node)) = cache.get(self.id, Region::Index, u64::from(block)) {
+            // Cached for the level it was read at; a link to it from another level is corrupt.
+            if u16::from(node.level) == level {
+                return Ok(node);
+            }
+        }
+        let node = Arc::new(self.read_node(block, level)?);
+        cache.insert(
+            self.id,
+            Region::Index,
+            u64::from(block),
+            Cached::Node(node.clone()),
+        );
+        Ok(node)
+    }
+
+    /// [`LayerReader::read_value`] through the cache, if the reader has one.
+    fn read_value_cached(&self, offset: u64) -> Result<Value> {
+        let Some(cache) = &self.cache else {
+            return self.read_value(offset);
+        };
+        if let Some(Cached::Value(value)) = cache.get(self.id, Region::Blob, offset) {
+            return Ok(value);
+        }
+        let value = self.read_value(offset)?;
+        cache.insert(self.id, Region::Blob, offset, Cached::Value(value.clone()));
+        Ok(value)
     }
 
     /// Reads and checks index block `block`, which must be a node of `level`.
@@ -273,6 +343,11 @@ impl LayerReader {
             )?;
         }
         buf.truncate(total);
+        // A small value read with a page-sized read would keep the whole buffer alive in the
+        // value (and in the block cache, which weighs it by its length).
+        if buf.capacity() > 2 * total {
+            buf.shrink_to_fit();
+        }
         self.decode_blob(offset, Bytes::from(buf))
     }
 

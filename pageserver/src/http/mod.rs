@@ -622,6 +622,20 @@ async fn metrics(State(s): State<Arc<PageServer>>) -> Response {
     let m = &crate::metrics::METRICS;
     let _scrape = m.scrape.lock_unpoisoned();
     let tenants = s.tenants.list();
+    // The page cache's counters live in the cache; bring the metrics up to them.
+    let cache = crate::page_cache::get().stats();
+    let catch_up = |c: &prometheus::IntCounter, now: u64| c.inc_by(now.saturating_sub(c.get()));
+    catch_up(
+        &m.page_cache_lookups.with_label_values(&["hit"]),
+        cache.hits,
+    );
+    catch_up(
+        &m.page_cache_lookups.with_label_values(&["miss"]),
+        cache.misses,
+    );
+    catch_up(&m.page_cache_evictions, cache.evictions);
+    m.page_cache_bytes
+        .set(i64::try_from(cache.bytes).unwrap_or(i64::MAX));
     // Per-timeline gauges from the live timelines only: a detached one has none.
     m.timeline_lsn.reset();
     m.upload_queue_operations.reset();

@@ -116,7 +116,8 @@ impl Timeline {
                 remove_files(&engine, &dir, std::slice::from_ref(&info.path), &stopped);
                 return Err(e);
             }
-            let reader = LayerReader::open(&engine, &info.path)?;
+            let reader =
+                LayerReader::open_cached(&engine, &info.path, crate::page_cache::get().clone())?;
             Ok((info, reader))
         })
         .await

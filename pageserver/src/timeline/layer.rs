@@ -111,7 +111,7 @@ impl LayerHandle {
     async fn open_checked(&self, src: &LayerSource) -> anyhow::Result<Option<LayerReader>> {
         let (engine, path, meta) = (src.engine.clone(), self.path.clone(), self.meta);
         tokio::task::spawn_blocking(move || -> anyhow::Result<Option<LayerReader>> {
-            let reader = match LayerReader::open(&engine, &path) {
+            let reader = match LayerReader::open_cached(&engine, &path, crate::page_cache::get().clone()) {
                 Ok(r) => r,
                 Err(LayerError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(e) if e.is_corruption() => {

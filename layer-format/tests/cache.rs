@@ -1,0 +1,180 @@
+//! The block cache of point reads (`LayerReader::open_cached`): reads through it are exactly the
+//! model's, whatever its capacity (drawn per case, from disabled to larger than the layer); it
+//! never holds more than its capacity; a warm read reads nothing again; a file written again
+//! under the same name never sees the old file's entries.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use common::*;
+use layer_format::name::Generation;
+use layer_format::{BlockCache, DeltaLayerWriter, LayerReader, Lsn, Value};
+use proptest::prelude::*;
+use std::path::Path;
+use std::sync::Arc;
+
+fn write(
+    engine: &Arc<dyn layer_format::io::IoEngine>,
+    dir: &Path,
+    model: &Model,
+) -> std::path::PathBuf {
+    let mut w = DeltaLayerWriter::new(
+        engine,
+        dir,
+        Generation(3),
+        key(0)..key(40),
+        Lsn(1)..Lsn(300),
+    )
+    .unwrap();
+    for ((k, l), v) in model {
+        w.put(*k, *l, v).unwrap();
+    }
+    w.finish().unwrap().path
+}
+
+fn model_of(recs: &[(u128, u64, bool, usize)]) -> Model {
+    recs.iter()
+        .map(|&(k, l, image_, len)| {
+            let v = if image_ {
+                Value::Image(image(k, l))
+            } else {
+                delta(k, l, l % 3 == 0, len)
+            };
+            ((key(k), Lsn(l)), v)
+        })
+        .collect()
+}
+
+fn recs() -> impl Strategy<Value = Vec<(u128, u64, bool, usize)>> {
+    proptest::collection::vec(
+        (
+            0u128..40,
+            1u64..300,
+            any::<bool>(),
+            prop_oneof![1usize..200, 7000usize..8192],
+        ),
+        1..1200,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn reads_through_the_cache_are_the_models_at_any_capacity(
+        recs in recs(),
+        capacity in prop_oneof![Just(0u64), 1u64..65_536, 65_536u64..4_000_000],
+        queries in proptest::collection::vec((0u128..42, 0u64..310), 60),
+    ) {
+        let model = model_of(&recs);
+        for engine in engines() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = write(&engine, dir.path(), &model);
+            let cache = Arc::new(BlockCache::new(capacity));
+            let r = LayerReader::open_cached(&engine, &path, cache.clone()).unwrap();
+            for pass in 0..2 {
+                for (k, l) in &queries {
+                    let (k, l) = (key(*k), Lsn(*l));
+                    prop_assert_eq!(r.get(k, l).unwrap(), model_get(&model, k, l), "pass {}", pass);
+                }
+                let s = cache.stats();
+                prop_assert!(s.bytes <= capacity, "{:?} over {}", s, capacity);
+                if capacity == 0 {
+                    prop_assert_eq!(s.entries, 0);
+                }
+            }
+            // Scans go around the cache and agree with it.
+            let all: Vec<_> = r.iter(key(0)..key(40)).map(Result::unwrap).collect();
+            prop_assert_eq!(all.len(), model.len());
+        }
+    }
+}
+
+/// With room for the whole layer, the second pass of the same reads reads nothing.
+#[test]
+fn a_warm_read_reads_nothing_again() {
+    let recs: Vec<_> = (0..40u128)
+        .flat_map(|k| (1..20u64).map(move |l| (k, l * 7, l == 1, 300)))
+        .collect();
+    let model = model_of(&recs);
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&engine, dir.path(), &model);
+        let cache = Arc::new(BlockCache::new(64 << 20));
+        let r = LayerReader::open_cached(&engine, &path, cache.clone()).unwrap();
+        let read_all = || {
+            for k in 0..40 {
+                for l in [10u64, 70, 140] {
+                    assert_eq!(
+                        r.get(key(k), Lsn(l)).unwrap(),
+                        model_get(&model, key(k), Lsn(l))
+                    );
+                }
+            }
+        };
+        read_all();
+        let cold = cache.stats();
+        assert!(cold.misses > 0 && cold.entries > 0, "{cold:?}");
+        read_all();
+        let warm = cache.stats();
+        assert_eq!(warm.misses, cold.misses, "a warm read went to the file");
+        assert!(warm.hits > cold.hits);
+        assert_eq!(warm.evictions, 0);
+    }
+}
+
+/// A small cache evicts and stays within its bytes.
+#[test]
+fn a_small_cache_evicts_and_stays_bounded() {
+    let recs: Vec<_> = (0..40u128)
+        .flat_map(|k| (1..30u64).map(move |l| (k, l * 9, true, 0)))
+        .collect();
+    let model = model_of(&recs);
+    let engine = engines().remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&engine, dir.path(), &model);
+    let cache = Arc::new(BlockCache::new(100_000));
+    let r = LayerReader::open_cached(&engine, &path, cache.clone()).unwrap();
+    for round in 0..3 {
+        for k in 0..40 {
+            for l in (9..270u64).step_by(9) {
+                assert_eq!(
+                    r.get(key(k), Lsn(l)).unwrap(),
+                    model_get(&model, key(k), Lsn(l)),
+                    "round {round}"
+                );
+            }
+        }
+    }
+    let s = cache.stats();
+    assert!(s.evictions > 0, "{s:?}");
+    assert!(s.bytes <= 100_000, "{s:?}");
+}
+
+/// A file removed and written again under the same name (as a download after a corrupt local
+/// copy does) is read as it is now, not as the cache remembers the old one.
+#[test]
+fn a_file_written_again_is_never_read_from_old_entries() {
+    let engine = engines().remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Arc::new(BlockCache::new(64 << 20));
+    let old = model_of(&[(5, 10, true, 0), (6, 10, true, 0)]);
+    let path = write(&engine, dir.path(), &old);
+    let r = LayerReader::open_cached(&engine, &path, cache.clone()).unwrap();
+    assert_eq!(
+        r.get(key(5), Lsn(10)).unwrap(),
+        model_get(&old, key(5), Lsn(10))
+    );
+    drop(r);
+    std::fs::remove_file(&path).unwrap();
+    let new = model_of(&[(5, 10, false, 77), (6, 10, true, 0)]);
+    assert_eq!(write(&engine, dir.path(), &new), path, "the same name");
+    let r = LayerReader::open_cached(&engine, &path, cache).unwrap();
+    assert_eq!(
+        r.get(key(5), Lsn(10)).unwrap(),
+        model_get(&new, key(5), Lsn(10))
+    );
+}
