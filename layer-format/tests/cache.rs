@@ -78,6 +78,10 @@ proptest! {
             for pass in 0..2 {
                 for (k, l) in &queries {
                     let (k, l) = (key(*k), Lsn(*l));
+                    // From the cache alone, when it can answer, the same as the model.
+                    if let Some(cached) = r.get_cached(k, l) {
+                        prop_assert_eq!(cached.unwrap(), model_get(&model, k, l), "cached, pass {}", pass);
+                    }
                     prop_assert_eq!(r.get(k, l).unwrap(), model_get(&model, k, l), "pass {}", pass);
                 }
                 let s = cache.stats();
@@ -115,6 +119,10 @@ fn a_warm_read_reads_nothing_again() {
                 }
             }
         };
+        assert!(
+            r.get_cached(key(3), Lsn(70)).is_none(),
+            "answered from an empty cache"
+        );
         read_all();
         let cold = cache.stats();
         assert!(cold.misses > 0 && cold.entries > 0, "{cold:?}");
@@ -123,6 +131,18 @@ fn a_warm_read_reads_nothing_again() {
         assert_eq!(warm.misses, cold.misses, "a warm read went to the file");
         assert!(warm.hits > cold.hits);
         assert_eq!(warm.evictions, 0);
+        // Every warm read can be answered without I/O, and the same.
+        for k in 0..40 {
+            for l in [10u64, 70, 140] {
+                let cached = r.get_cached(key(k), Lsn(l)).expect("all cached").unwrap();
+                assert_eq!(cached, model_get(&model, key(k), Lsn(l)));
+            }
+        }
+        let uncached = LayerReader::open(&engine, &path).unwrap();
+        assert!(
+            uncached.get_cached(key(3), Lsn(70)).is_none(),
+            "no cache, no answer"
+        );
     }
 }
 

@@ -104,7 +104,9 @@ impl<'a> LayerIter<'a> {
                 State::Done => return Ok(None),
                 State::Start(key) => {
                     let pos = (*key, Lsn(0));
-                    let (block, node) = r.find_leaf(pos, false)?;
+                    let (block, node) = r
+                        .find_leaf(pos, super::Mode::Scan)?
+                        .expect("a scan reads what is not cached");
                     let i = node.first_at_or_above(pos);
                     self.state = State::At { block, node, i };
                 }

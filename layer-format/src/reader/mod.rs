@@ -33,6 +33,17 @@ use std::sync::Arc;
 /// How much a point read fetches in one go: an 8 KiB page value and its headers.
 const POINT_READ_BYTES: usize = BLOB_HEADER_SIZE + 1 + PAGE_SIZE + 64;
 
+/// How a read treats the block cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A scan: around the cache.
+    Scan,
+    /// A point read: through the cache, reading what is not cached.
+    Point,
+    /// A point read from the cache alone: no I/O.
+    CacheOnly,
+}
+
 /// An open layer file.
 #[derive(Debug)]
 pub struct LayerReader {
@@ -144,21 +155,39 @@ impl LayerReader {
     /// The values this layer holds for rebuilding `key` at `lsn`: records of `key` at or below
     /// `lsn`, newest first, ending at the first image or `will_init` record if there is one.
     pub fn get(&self, key: Key, lsn: Lsn) -> Result<Vec<(Lsn, Value)>> {
+        Ok(self
+            .get_with(key, lsn, Mode::Point)?
+            .expect("a point read with I/O always answers"))
+    }
+
+    /// [`LayerReader::get`] answered from the block cache alone, without any I/O (so that a
+    /// caller on an async runtime can try it in place); `None` if a block or value it needs is
+    /// not cached, or the reader has no cache.
+    pub fn get_cached(&self, key: Key, lsn: Lsn) -> Option<Result<Vec<(Lsn, Value)>>> {
+        self.cache.as_ref()?;
+        self.get_with(key, lsn, Mode::CacheOnly).transpose()
+    }
+
+    fn get_with(&self, key: Key, lsn: Lsn, mode: Mode) -> Result<Option<Vec<(Lsn, Value)>>> {
         let mut out = Vec::new();
         if !self.summary.key_range.contains(&key) || self.summary.record_count == 0 {
-            return Ok(out);
+            return Ok(Some(out));
         }
         let target = (key, lsn);
-        let (mut block, mut node) = self.find_leaf(target, true)?;
+        let Some((mut block, mut node)) = self.find_leaf(target, mode)? else {
+            return Ok(None);
+        };
         let Some(mut i) = node.last_at_or_below(target) else {
-            return Ok(out);
+            return Ok(Some(out));
         };
         loop {
             let e = node.entries[i];
             if e.key != key {
                 break;
             }
-            let value = self.read_value_cached(e.value)?;
+            let Some(value) = self.read_value_cached(e.value, mode)? else {
+                return Ok(None);
+            };
             let base = value.is_base();
             out.push((e.lsn, value));
             if base {
@@ -172,14 +201,17 @@ impl LayerReader {
                 break;
             }
             block -= 1;
-            node = self.read_node_cached(block, 0)?;
+            let Some(previous) = self.read_node_cached(block, 0, mode)? else {
+                return Ok(None);
+            };
+            node = previous;
             i = node
                 .entries
                 .len()
                 .checked_sub(1)
                 .ok_or_else(|| self.empty_leaf(block))?;
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Iterates over the records with keys in `key_range`, in `(key, lsn)` order.
@@ -188,28 +220,32 @@ impl LayerReader {
     }
 
     /// Descends from the root to the leaf that holds the last entry at or below `pos` (or the
-    /// first leaf if `pos` is below every entry); through the cache for a point read
-    /// (`cached`), around it for a scan.
-    fn find_leaf(&self, pos: (Key, Lsn), cached: bool) -> Result<(u32, Arc<Node>)> {
+    /// first leaf if `pos` is below every entry); through the cache for a point read, around
+    /// it for a scan. `None` only in [`Mode::CacheOnly`], when a node is not cached.
+    fn find_leaf(&self, pos: (Key, Lsn), mode: Mode) -> Result<Option<(u32, Arc<Node>)>> {
         let s = &self.summary;
         let mut block = s.index_root_block;
         let mut level = s.index_height - 1;
         loop {
-            let node = if !cached {
+            let node = if mode == Mode::Scan {
                 Arc::new(self.read_node(block, level)?)
             } else if block == s.index_root_block {
                 match self.root.get() {
                     Some(root) => root.clone(),
+                    None if mode == Mode::CacheOnly => return Ok(None),
                     None => {
                         let root = Arc::new(self.read_node(block, level)?);
                         self.root.get_or_init(|| root).clone()
                     }
                 }
             } else {
-                self.read_node_cached(block, level)?
+                match self.read_node_cached(block, level, mode)? {
+                    Some(node) => node,
+                    None => return Ok(None),
+                }
             };
             if level == 0 {
-                return Ok((block, node));
+                return Ok(Some((block, node)));
             }
             let i = node.last_at_or_below(pos).unwrap_or(0);
             let child = node.entries[i].value;
@@ -231,16 +267,20 @@ impl LayerReader {
         }
     }
 
-    /// [`LayerReader::read_node`] through the cache, if the reader has one.
-    fn read_node_cached(&self, block: u32, level: u16) -> Result<Arc<Node>> {
+    /// [`LayerReader::read_node`] through the cache, if the reader has one; `None` on a miss
+    /// in [`Mode::CacheOnly`].
+    fn read_node_cached(&self, block: u32, level: u16, mode: Mode) -> Result<Option<Arc<Node>>> {
         let Some(cache) = &self.cache else {
-            return Ok(Arc::new(self.read_node(block, level)?));
+            return Ok(Some(Arc::new(self.read_node(block, level)?)));
         };
         if let Some(Cached::Node(node)) = cache.get(self.id, Region::Index, u64::from(block)) {
             // Cached for the level it was read at; a link to it from another level is corrupt.
             if u16::from(node.level) == level {
-                return Ok(node);
+                return Ok(Some(node));
             }
+        }
+        if mode == Mode::CacheOnly {
+            return Ok(None);
         }
         let node = Arc::new(self.read_node(block, level)?);
         cache.insert(
@@ -249,20 +289,24 @@ impl LayerReader {
             u64::from(block),
             Cached::Node(node.clone()),
         );
-        Ok(node)
+        Ok(Some(node))
     }
 
-    /// [`LayerReader::read_value`] through the cache, if the reader has one.
-    fn read_value_cached(&self, offset: u64) -> Result<Value> {
+    /// [`LayerReader::read_value`] through the cache, if the reader has one; `None` on a miss
+    /// in [`Mode::CacheOnly`].
+    fn read_value_cached(&self, offset: u64, mode: Mode) -> Result<Option<Value>> {
         let Some(cache) = &self.cache else {
-            return self.read_value(offset);
+            return self.read_value(offset).map(Some);
         };
         if let Some(Cached::Value(value)) = cache.get(self.id, Region::Blob, offset) {
-            return Ok(value);
+            return Ok(Some(value));
+        }
+        if mode == Mode::CacheOnly {
+            return Ok(None);
         }
         let value = self.read_value(offset)?;
         cache.insert(self.id, Region::Blob, offset, Cached::Value(value.clone()));
-        Ok(value)
+        Ok(Some(value))
     }
 
     /// Reads and checks index block `block`, which must be a node of `level`.

@@ -90,10 +90,15 @@ impl Timeline {
             }
             let reader = visit.layer.reader(&self.src).await.map_err(data)?;
             let (floor, top) = (*visit.lsns.start(), *visit.lsns.end());
-            let found = tokio::task::spawn_blocking(move || reader.get(key, top))
-                .await
-                .map_err(|e| data(anyhow::anyhow!("read task panicked: {e}")))?
-                .map_err(|e| data(e.into()))?;
+            // Answered from the block cache in place when it can be (no I/O, no hand-off to
+            // a blocking thread); otherwise on a blocking thread, which fills the cache.
+            let found = match reader.get_cached(key, top) {
+                Some(found) => found.map_err(|e| data(e.into()))?,
+                None => tokio::task::spawn_blocking(move || reader.get(key, top))
+                    .await
+                    .map_err(|e| data(anyhow::anyhow!("read task panicked: {e}")))?
+                    .map_err(|e| data(e.into()))?,
+            };
             // Newest first: what lies below the window belongs to a later visit.
             values.extend(found.into_iter().take_while(|(l, _)| *l >= floor));
         }
