@@ -115,10 +115,6 @@ async fn main() {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    // As the binary serves: TCP_NODELAY on every connection.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        tcp.set_nodelay(true).unwrap();
-    });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let client = reqwest::Client::new();
     let api = format!("http://{addr}/v1/tenant");

@@ -151,20 +151,11 @@ async fn run() -> anyhow::Result<i32> {
     tracing::info!(addr = %listener.local_addr()?, workdir = %cli.workdir.display(), auth = server.auth.is_some(), "listening");
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut http = tokio::spawn(
-        axum::serve(
-            // Answers are written in pieces (head, body): without TCP_NODELAY a small answer's
-            // last piece can wait for the client's ACK.
-            axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::warn!("TCP_NODELAY on an accepted connection: {e}");
-                }
-            }),
-            server.router(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        })
-        .into_future(),
+        axum::serve(listener, server.router())
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .into_future(),
     );
     let signal = tokio::select! {
         s = signals.recv() => s,
