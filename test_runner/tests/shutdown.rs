@@ -21,6 +21,16 @@ fn rng(test: &str) -> (u64, Rng) {
     (seed, Rng::new(seed))
 }
 
+/// A started server with the suites' timeline, and the number of keys drawn for the test.
+async fn started(dir: &std::path::Path, config: &[&str], r: &mut Rng) -> (Pageserver, u128) {
+    let mut ps = Pageserver::new(dir, config);
+    ps.start(None).await;
+    ps.setup()
+        .await
+        .expect("create the suites' tenant and timeline");
+    (ps, u128::from(r.range(2, 50)))
+}
+
 /// Ingests a number of workload batches drawn from `batches` from `first`; the next free LSN.
 async fn ingest(
     ps: &Pageserver,
@@ -94,10 +104,7 @@ async fn a_signal_flushes_uploads_and_exits_0_with_both_lsns_kept() {
 async fn ingest_during_shutdown_answers_503_and_reads_go_on() {
     let (_, mut r) = rng("refuses");
     let dir = tempfile::tempdir().unwrap();
-    let mut ps = Pageserver::new(dir.path(), &[]);
-    ps.start(None).await;
-    ps.setup().await.unwrap();
-    let keys = u128::from(r.range(2, 50));
+    let (mut ps, keys) = started(dir.path(), &[], &mut r).await;
     let mut model = Model::default();
     let lsn = ingest(&ps, &mut model, &mut r, 0x10, (1, 5), keys).await;
     // The shutdown's upload of the layer waits here until released.
@@ -155,10 +162,7 @@ async fn on_a_slow_store_the_deadline_holds() {
     // in a row (the layers, then the index), more than the deadline and the HTTP grace.
     let delay = r.range(1200, 1600);
     let timeout = r.range(300, 900);
-    let mut ps = Pageserver::new(dir.path(), &[]);
-    ps.start(None).await;
-    ps.setup().await.unwrap();
-    let keys = u128::from(r.range(2, 50));
+    let (mut ps, keys) = started(dir.path(), &[], &mut r).await;
     let mut model = Model::default();
     let mut lsn = ingest(&ps, &mut model, &mut r, 0x10, (1, 5), keys).await;
     ps.checkpoint().await.unwrap();
@@ -264,10 +268,7 @@ async fn wait_shutting_down(ps: &Pageserver) {
 async fn an_ingest_admitted_before_the_signal_is_acknowledged_and_kept() {
     let (seed, mut r) = rng("admitted");
     let dir = tempfile::tempdir().unwrap();
-    let mut ps = Pageserver::new(dir.path(), &[]);
-    ps.start(None).await;
-    ps.setup().await.unwrap();
-    let keys = u128::from(r.range(2, 50));
+    let (mut ps, keys) = started(dir.path(), &[], &mut r).await;
     let mut model = Model::default();
     let lsn = ingest(&ps, &mut model, &mut r, 0x10, (0, 3), keys).await;
     let n = r.range(1, 40);
@@ -299,10 +300,7 @@ async fn a_request_that_outlives_the_wait_is_not_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let timeout = r.range(1500, 4000);
     let deadline = format!("shutdown_timeout = \"{timeout}ms\"");
-    let mut ps = Pageserver::new(dir.path(), &[&deadline]);
-    ps.start(None).await;
-    ps.setup().await.unwrap();
-    let keys = u128::from(r.range(2, 50));
+    let (mut ps, keys) = started(dir.path(), &[&deadline], &mut r).await;
     let mut model = Model::default();
     let lsn = ingest(&ps, &mut model, &mut r, 0x10, (1, 4), keys).await;
     let acked = Lsn(lsn - 1);
