@@ -203,11 +203,6 @@ async fn catch_panics(req: axum::extract::Request, next: axum::middleware::Next)
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
-    // Headers the framework set that still hold (`Allow` of a 405, `WWW-Authenticate`).
-    let kept: Vec<_> = [header::ALLOW, header::WWW_AUTHENTICATE]
-        .into_iter()
-        .filter_map(|h| response.headers().get(&h).map(|v| (h, v.clone())))
-        .collect();
     let text = axum::body::to_bytes(response.into_body(), 4096)
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
@@ -221,9 +216,6 @@ async fn catch_panics(req: axum::extract::Request, next: axum::middleware::Next)
         format!("{what}: {text}")
     };
     let mut rewritten = ApiError { status, message }.into_response();
-    for (name, value) in kept {
-        rewritten.headers_mut().insert(name, value);
-    }
     if has_body {
         rewritten.headers_mut().insert(
             header::CONNECTION,
