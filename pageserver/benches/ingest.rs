@@ -8,72 +8,22 @@
 //!   body, on the same server (loopback HTTP ceiling);
 //! * ingest of 8 KiB page images and of 100-byte delta records in 1 MiB requests (`PS_BENCH_MIB`
 //!   MiB of each, default 512 and 128), flushes included, then a checkpoint;
-//! * warm `get_page` latency, p50 and p99 over 5,000 sequential requests for random keys.
+//!
+//! Reads are measured by `--bench get_page`.
 #![allow(
     clippy::unwrap_used,
     reason = "benchmark harness: any failure aborts the run"
 )]
 
+mod common;
+
 use axum::routing::post;
 use bytes::Bytes;
-use layer_format::value::{PAGE_SIZE, Patch, encode_patches};
-use layer_format::{Key, Lsn, Value};
+use common::{MIB, TENANT, TIMELINE, bodies};
+use layer_format::value::PAGE_SIZE;
 use pageserver::config::PageServerConf;
 use pageserver::server::PageServer;
-use pageserver::timeline::{Record, encode_ingest};
 use std::time::{Duration, Instant};
-
-const TENANT: &str = "0123456789abcdef0123456789abcdef";
-const TIMELINE: &str = "fedcba9876543210fedcba9876543210";
-const MIB: usize = 1 << 20;
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// 1 MiB request bodies of records, `per_record` payload bytes each, LSNs from `lsn`.
-fn bodies(total: usize, image: bool, keys: u128, lsn: &mut u64) -> Vec<Bytes> {
-    let page = Bytes::from(noise(PAGE_SIZE, 1));
-    let patch = noise(96, 2);
-    let per = if image { 29 + PAGE_SIZE } else { 29 + 100 };
-    let per_body = MIB / per;
-    let mut out = Vec::new();
-    let mut i = 0u128;
-    for _ in 0..total / MIB {
-        let recs: Vec<Record> = (0..per_body)
-            .map(|_| {
-                *lsn += 1;
-                i += 1;
-                let value = if image {
-                    Value::Image(page.clone())
-                } else {
-                    Value::Delta {
-                        will_init: true,
-                        record: encode_patches(&[Patch {
-                            offset: (i % 64) as u16 * 100,
-                            bytes: &patch,
-                        }]),
-                    }
-                };
-                Record {
-                    key: Key::from_u128(i % keys),
-                    lsn: Lsn(*lsn),
-                    value,
-                }
-            })
-            .collect();
-        out.push(Bytes::from(encode_ingest(&recs)));
-    }
-    out
-}
 
 async fn post_all(client: &reqwest::Client, url: &str, bodies: &[Bytes]) -> (Duration, usize) {
     let start = Instant::now();
@@ -108,10 +58,12 @@ async fn main() {
         conf.io_engine = engine.parse().unwrap();
     }
     let server = PageServer::start(conf).await.unwrap();
-    let app = server.router().route(
-        "/sink",
-        post(|body: Bytes| async move { body.len().to_string() })
-            .layer(axum::extract::DefaultBodyLimit::disable()),
+    let app = server.router_with(
+        axum::Router::new().route(
+            "/sink",
+            post(|body: Bytes| async move { body.len().to_string() })
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -182,37 +134,5 @@ async fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    for (label, warmup) in [("get_page, layers on disk, warm", true)] {
-        let mut x = 7u64;
-        let mut lat = Vec::new();
-        for round in 0..2 {
-            lat.clear();
-            for _ in 0..5000 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let key = Key::from_u128(u128::from(x) % keys);
-                let t = Instant::now();
-                let r = client
-                    .get(format!("{tl}/page?key={key}&lsn={}", Lsn(lsn)))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(r.status().is_success());
-                let body = r.bytes().await.unwrap();
-                lat.push(t.elapsed());
-                assert_eq!(body.len(), PAGE_SIZE);
-            }
-            let _ = (round, warmup);
-        }
-        lat.sort();
-        println!(
-            "  {:<40} p50 {:>6.0} us  p99 {:>6.0} us  ({} requests)",
-            label,
-            lat[lat.len() / 2].as_secs_f64() * 1e6,
-            lat[lat.len() * 99 / 100].as_secs_f64() * 1e6,
-            lat.len()
-        );
-    }
     server.shutdown();
 }

@@ -151,6 +151,11 @@ impl PageServer {
         crate::http::router(self.clone())
     }
 
+    /// The HTTP router with `extra` routes under the same layers (see [`crate::http::router_with`]).
+    pub fn router_with(self: &Arc<Self>, extra: axum::Router<Arc<PageServer>>) -> axum::Router {
+        crate::http::router_with(self.clone(), extra)
+    }
+
     /// Stops background work.
     pub fn shutdown(&self) {
         self.tenants.shutdown();

@@ -17,7 +17,7 @@ use layer_format::{LayerError, LayerReader};
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 
 /// A layer of the layer map.
 #[derive(Debug)]
@@ -28,7 +28,9 @@ pub struct LayerHandle {
     pub meta: LayerMetadata,
     /// Its local path.
     pub path: PathBuf,
-    reader: Mutex<Option<Arc<LayerReader>>>,
+    /// Set once, on the first read, and never cleared while the handle lives: reads after the
+    /// first take it without a lock.
+    reader: OnceCell<Arc<LayerReader>>,
 }
 
 /// What a layer needs to find its file.
@@ -55,7 +57,7 @@ impl LayerHandle {
             path: dir.join(file.to_string()),
             name,
             meta,
-            reader: Mutex::new(None),
+            reader: OnceCell::new(),
         }
     }
 
@@ -70,7 +72,7 @@ impl LayerHandle {
             name,
             meta,
             path,
-            reader: Mutex::new(Some(Arc::new(reader))),
+            reader: OnceCell::new_with(Some(Arc::new(reader))),
         }
     }
 
@@ -82,29 +84,26 @@ impl LayerHandle {
         }
     }
 
-    /// Whether the file is open (and so known present and sound locally).
-    pub fn is_open(&self) -> bool {
-        self.reader.try_lock().map(|r| r.is_some()).unwrap_or(true)
-    }
-
     /// The open reader, opening, checking or downloading the file first if needed.
     pub async fn reader(&self, src: &LayerSource) -> anyhow::Result<Arc<LayerReader>> {
-        let mut slot = self.reader.lock().await;
-        if let Some(r) = &*slot {
-            return Ok(r.clone());
-        }
-        let reader = match self.open_checked(src).await? {
-            Some(r) => r,
-            None => {
-                self.download(src).await?;
-                self.open_checked(src)
-                    .await?
-                    .context("downloaded layer failed its checks")?
-            }
-        };
-        let reader = Arc::new(reader);
-        *slot = Some(reader.clone());
-        Ok(reader)
+        // Concurrent first reads wait for one opening; a failed opening leaves the cell empty
+        // for the next read to try again.
+        let reader = self
+            .reader
+            .get_or_try_init(|| async {
+                let reader = match self.open_checked(src).await? {
+                    Some(r) => r,
+                    None => {
+                        self.download(src).await?;
+                        self.open_checked(src)
+                            .await?
+                            .context("downloaded layer failed its checks")?
+                    }
+                };
+                anyhow::Ok(Arc::new(reader))
+            })
+            .await?;
+        Ok(reader.clone())
     }
 
     /// Opens the local file if it is present and matches size and checksum; removes it if not.

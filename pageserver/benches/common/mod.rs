@@ -1,0 +1,60 @@
+//! What the page server benchmarks share: the ids they create, and request bodies of records.
+#![allow(dead_code, reason = "each benchmark uses part of it")]
+
+use bytes::Bytes;
+use layer_format::value::{PAGE_SIZE, Patch, encode_patches};
+use layer_format::{Key, Lsn, Value};
+use pageserver::timeline::{Record, encode_ingest};
+
+pub const TENANT: &str = "0123456789abcdef0123456789abcdef";
+pub const TIMELINE: &str = "fedcba9876543210fedcba9876543210";
+pub const MIB: usize = 1 << 20;
+
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// 1 MiB request bodies of records, `per_record` payload bytes each, LSNs from `lsn`.
+pub fn bodies(total: usize, image: bool, keys: u128, lsn: &mut u64) -> Vec<Bytes> {
+    let page = Bytes::from(noise(PAGE_SIZE, 1));
+    let patch = noise(96, 2);
+    let per = if image { 29 + PAGE_SIZE } else { 29 + 100 };
+    let per_body = MIB / per;
+    let mut out = Vec::new();
+    let mut i = 0u128;
+    for _ in 0..total / MIB {
+        let recs: Vec<Record> = (0..per_body)
+            .map(|_| {
+                *lsn += 1;
+                i += 1;
+                let value = if image {
+                    Value::Image(page.clone())
+                } else {
+                    Value::Delta {
+                        will_init: true,
+                        record: encode_patches(&[Patch {
+                            offset: (i % 64) as u16 * 100,
+                            bytes: &patch,
+                        }]),
+                    }
+                };
+                Record {
+                    key: Key::from_u128(i % keys),
+                    lsn: Lsn(*lsn),
+                    value,
+                }
+            })
+            .collect();
+        out.push(Bytes::from(encode_ingest(&recs)));
+    }
+    out
+}
+
