@@ -8,6 +8,7 @@
 //!
 //! **Architecture invariant:** this crate knows nothing of tenants' runtime state, HTTP or
 //! object storage, and does no I/O: it parses and checks what it is given.
+#![forbid(unsafe_code)]
 
 mod error;
 pub mod fuzzing;

@@ -2,13 +2,16 @@
 //!
 //! Measures, in one run and on the same filesystem, for each I/O engine:
 //!
-//! * the ceiling: `LAYER_BENCH_MIB` (default 256) MiB written in 1 MiB chunks, then fsync;
+//! * the ceiling: `LAYER_BENCH_MIB` (default 256) MiB written in 1 MiB chunks, each followed by
+//!   the writer's writeback hint (`sync_file_range`), then fsync;
 //! * a delta layer of 8 KiB values, a delta layer of 100-byte values and an image layer of the
 //!   same size, each including index, summary, fsync and publish;
 //!
 //! and prints MB/s and the ratio to that engine's ceiling: each layer run is paired with a
 //! ceiling run just before it, and the medians over `LAYER_BENCH_RUNS` (default 5) pairs are shown. Then warm point-read latency (p50, p99) on the 8 KiB and 100-byte layers.
-//! Files go to a temp directory under `LAYER_BENCH_DIR` (default: the system temp dir).
+//! Files go to a temp directory under `LAYER_BENCH_DIR` (default: the system temp dir);
+//! `LAYER_BENCH_ENGINE=std` or `uring` measures one engine (default: both), and
+//! `LAYER_BENCH_WORKLOADS=delta8k,delta100,image` a subset of the layers (default: all three).
 #![allow(
     clippy::unwrap_used,
     reason = "benchmark harness: any failure aborts the run"
@@ -63,6 +66,8 @@ fn ceiling(engine: &Arc<dyn IoEngine>, dir: &Path, total: usize) -> Duration {
         // The cheapest path each engine has: no copy before the system call or the ring.
         f.write_vectored_all_at(vec![chunk.clone()], (i * MIB) as u64)
             .unwrap();
+        // And the writer's writeback hint, so that the fsync waits for the tail only.
+        f.start_writeback((i * MIB) as u64, MIB as u64).unwrap();
     }
     f.fsync().unwrap();
     let d = start.elapsed();
@@ -97,6 +102,7 @@ fn write_layer(
     pages: &[Bytes],
     small: &[Value],
 ) -> (Duration, u64, PathBuf) {
+    let images: Vec<Value> = pages.iter().map(|p| Value::Image(p.clone())).collect();
     let gen_ = Generation(1);
     let start = Instant::now();
     let info = match w {
@@ -120,11 +126,12 @@ fn write_layer(
             for i in 0..n {
                 // Ten versions per key, like a stream of updates.
                 let (k, l) = ((i / 10) as u128, (i % 10) as u64 + 1);
+                // By reference, as the server's flush passes the values it holds.
                 let v = match w {
-                    Workload::Delta8k => Value::Image(pages[i % pages.len()].clone()),
-                    _ => small[i % small.len()].clone(),
+                    Workload::Delta8k => &images[i % images.len()],
+                    _ => &small[i % small.len()],
                 };
-                wr.put(Key::from_u128(k), Lsn(l), &v).unwrap();
+                wr.put(Key::from_u128(k), Lsn(l), v).unwrap();
             }
             wr.finish().unwrap()
         }
@@ -205,7 +212,25 @@ fn main() {
         base.display()
     );
 
-    for choice in [EngineChoice::Std, EngineChoice::Uring] {
+    let choices = match std::env::var("LAYER_BENCH_ENGINE").as_deref() {
+        Ok("std") => vec![EngineChoice::Std],
+        Ok("uring") => vec![EngineChoice::Uring],
+        Ok(other) => panic!("LAYER_BENCH_ENGINE={other}: expected std or uring"),
+        Err(_) => vec![EngineChoice::Std, EngineChoice::Uring],
+    };
+    let workloads: Vec<Workload> = match std::env::var("LAYER_BENCH_WORKLOADS") {
+        Ok(list) => list
+            .split(',')
+            .map(|w| match w {
+                "delta8k" => Workload::Delta8k,
+                "delta100" => Workload::Delta100,
+                "image" => Workload::Image,
+                other => panic!("LAYER_BENCH_WORKLOADS: {other}: expected delta8k, delta100 or image"),
+            })
+            .collect(),
+        Err(_) => vec![Workload::Delta8k, Workload::Delta100, Workload::Image],
+    };
+    for choice in choices {
         let engine = match open_engine(choice) {
             Ok(e) => e,
             Err(e) => {
@@ -220,7 +245,7 @@ fn main() {
         let mut ceilings = Vec::new();
         let mut kept = Vec::new();
         let mut rows = Vec::new();
-        for w in [Workload::Delta8k, Workload::Delta100, Workload::Image] {
+        for w in workloads.iter().copied() {
             let (mut rates, mut ratios) = (Vec::new(), Vec::new());
             let mut size = 0;
             for run in 0..runs {

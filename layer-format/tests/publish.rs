@@ -188,6 +188,9 @@ impl IoFile for FaultyFile {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.inner.read_exact_at(buf, offset)
     }
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.inner.start_writeback(offset, len)
+    }
     fn fsync(&self) -> io::Result<()> {
         if self.fail_fsync {
             return Err(os_error(rustix::io::Errno::IO));

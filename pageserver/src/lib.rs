@@ -3,6 +3,7 @@
 //!
 //! Data flows down from [`http`] to [`tenant`] and [`timeline`] to [`layer_format`], never
 //! back up; [`remote`] is used by timelines and tenants.
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod http;

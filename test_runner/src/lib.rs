@@ -10,6 +10,7 @@
 //!   on a SeaweedFS server.
 //! * [`openapi`]: the operations of the API's OpenAPI document.
 //! * [`integrity`]: the integrity checker and the history oracle of remote objects.
+#![forbid(unsafe_code)]
 
 pub mod integrity;
 pub mod model;

@@ -30,6 +30,9 @@ impl IoFile for MemFile {
         buf.copy_from_slice(src);
         Ok(())
     }
+    fn start_writeback(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
     fn fsync(&self) -> io::Result<()> {
         Ok(())
     }

@@ -40,6 +40,12 @@ pub trait IoFile: Send + Sync + fmt::Debug {
     fn write_vectored_all_at(&self, bufs: Vec<Bytes>, offset: u64) -> io::Result<()>;
     /// Fills `buf` from `offset`; `UnexpectedEof` if the file ends first.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Starts writing back `len` bytes from `offset` to the device without waiting for it
+    /// (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`): a hint that makes a later
+    /// [`IoFile::fsync`] shorter, never a promise of durability. Only the start is asked
+    /// for: a wait flag would consume a writeback error that the fsync must still report. An
+    /// engine that cannot give the hint does nothing.
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()>;
     /// Makes the file's data and size durable (`fsync`).
     fn fsync(&self) -> io::Result<()>;
     /// The current size of the file in bytes.
@@ -186,6 +192,15 @@ mod tests {
                 back.chunks(3).enumerate().all(|(i, c)| c == [i as u8; 3]),
                 "{engine:?}"
             );
+            // The writeback hint leaves the bytes as they are, and a range past what a file
+            // offset can hold is refused rather than truncated.
+            f.start_writeback(0, 11).unwrap();
+            if engine.kind() == EngineKind::Std {
+                assert_eq!(
+                    f.start_writeback(u64::MAX, 1).unwrap_err().kind(),
+                    io::ErrorKind::InvalidInput
+                );
+            }
             f.fsync().unwrap();
             assert_eq!(f.size().unwrap(), 11 + (IOV_MAX as u64 + 5) * 3);
             let mut buf = [0u8; 5];

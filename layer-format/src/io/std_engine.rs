@@ -42,11 +42,36 @@ impl IoFile for StdFile {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.0.read_exact_at(buf, offset)
     }
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        start_writeback(&self.0, offset, len)
+    }
     fn fsync(&self) -> io::Result<()> {
         self.0.sync_all()
     }
     fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
+    }
+}
+
+/// `sync_file_range(fd, offset, len, SYNC_FILE_RANGE_WRITE)`: queue the range's dirty pages
+/// for writeback and return (rustix does not wrap this call).
+#[expect(
+    unsafe_code,
+    reason = "the one FFI call of the workspace: sync_file_range has no safe wrapper in rustix or nix"
+)]
+pub(super) fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: the descriptor is open for the life of `file`; the call reads no memory of ours.
+    let rc = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

@@ -203,6 +203,9 @@ impl IoFile for UringFile {
         buf.copy_from_slice(&data);
         Ok(())
     }
+    fn start_writeback(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
     fn fsync(&self) -> io::Result<()> {
         call(&self.tx, self.id, Op::Data(DataOp::Fsync)).map(drop)
     }

@@ -2,8 +2,8 @@
 //!
 //! A writer appends headers, small values and index blocks by copying them into a scratch
 //! buffer, and large values (at least [`ZERO_COPY_MIN`] bytes) by reference to the caller's
-//! `Bytes`, which the flusher hands to the kernel as one vectored write. The chunk also keeps
-//! the running CRC32C and length of everything appended, i.e. of the file in order.
+//! `Bytes`, which the flusher hands to the kernel as one vectored write (and checksums, in
+//! file order, on its own thread). The chunk keeps the length of everything appended.
 
 use bytes::{Bytes, BytesMut};
 
@@ -17,8 +17,6 @@ pub(super) struct Chunk {
     len: usize,
     /// Bytes appended since the start of the file.
     position: u64,
-    /// CRC32C of those bytes.
-    crc: u32,
 }
 
 impl Chunk {
@@ -28,14 +26,14 @@ impl Chunk {
             scratch: BytesMut::with_capacity(scratch_capacity),
             len: 0,
             position: 0,
-            crc: 0,
         }
     }
 
     /// Appends a copy of `bytes`.
     pub(super) fn copy(&mut self, bytes: &[u8]) {
         self.scratch.extend_from_slice(bytes);
-        self.account(bytes);
+        self.len += bytes.len();
+        self.position += bytes.len() as u64;
     }
 
     /// Appends `bytes`, by reference if it is large.
@@ -45,11 +43,6 @@ impl Chunk {
         }
         self.seal_scratch();
         self.segments.push(bytes.clone());
-        self.account(bytes);
-    }
-
-    fn account(&mut self, bytes: &[u8]) {
-        self.crc = crc32c::crc32c_append(self.crc, bytes);
         self.len += bytes.len();
         self.position += bytes.len() as u64;
     }
@@ -70,11 +63,6 @@ impl Chunk {
         self.position
     }
 
-    /// CRC32C of everything appended so far.
-    pub(super) fn crc(&self) -> u32 {
-        self.crc
-    }
-
     /// Takes the gathered segments for writing.
     pub(super) fn take(&mut self) -> Vec<Bytes> {
         self.seal_scratch();
@@ -88,7 +76,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gathers_in_order_and_checksums_the_stream() {
+    fn gathers_in_order() {
         let big = Bytes::from(vec![7u8; ZERO_COPY_MIN]);
         let mut c = Chunk::new(64);
         c.copy(b"head");
@@ -103,7 +91,6 @@ mod tests {
             "the large value is not copied"
         );
         let all: Vec<u8> = segs.iter().flat_map(|s| s.iter().copied()).collect();
-        assert_eq!(c.crc(), crc32c::crc32c(&all));
         assert_eq!(c.position(), all.len() as u64);
         assert_eq!(c.len(), 0);
         assert!(c.take().is_empty());

@@ -1,5 +1,8 @@
-//! The writer's flusher: a helper thread that writes gathered chunks to the temp file, so that
-//! gathering and checksumming the next chunk overlaps the write of the previous one.
+//! The writer's flusher: a helper thread that checksums gathered chunks and writes them to the
+//! temp file, so that gathering the next chunk overlaps the checksum and the write of the
+//! previous one. It keeps the CRC32C of the whole file, in file order, and returns it with the
+//! file's size; after each write it asks the kernel to start writing that range back, so that
+//! the writer's final fsync waits for the tail only.
 //!
 //! At most [`DEPTH`] chunks wait in the channel and one is being written, so memory stays
 //! bounded. Chunks are written in submission order at increasing offsets. The first write
@@ -26,10 +29,17 @@ fn write(file: &dyn IoFile, segments: Vec<Bytes>, offset: u64) -> std::io::Resul
 /// Chunks queued between the writer and the flusher thread.
 const DEPTH: usize = 1;
 
+/// What the flusher wrote: the file's size and the CRC32C of all of it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Flushed {
+    pub(super) size: u64,
+    pub(super) crc: u32,
+}
+
 pub(super) struct Flusher {
     tx: Option<SyncSender<Vec<Bytes>>>,
     /// Ends with the number of bytes written.
-    thread: Option<JoinHandle<Result<u64>>>,
+    thread: Option<JoinHandle<Result<Flushed>>>,
     /// The temp file, for the error of a writer used after a failure.
     path: PathBuf,
 }
@@ -42,18 +52,25 @@ impl Flusher {
         let thread = std::thread::Builder::new()
             .name("layer-flusher".into())
             .spawn(move || {
-                let mut offset = 0u64;
+                let (mut offset, mut crc) = (0u64, 0u32);
                 for segments in rx {
                     let len: u64 = segments.iter().map(|s| s.len() as u64).sum();
+                    crc = segments
+                        .iter()
+                        .fold(crc, |crc, s| crc32c::crc32c_append(crc, s));
                     write(&*file, segments, offset).map_err(|source| LayerError::Io {
                         op: "write",
                         path: thread_path.clone(),
                         offset: Some(offset),
                         source,
                     })?;
+                    // Queue what was just written for writeback, so that the final fsync
+                    // waits for the tail rather than the whole file. Only a hint: an error
+                    // here changes nothing that fsync does not check again.
+                    let _ = file.start_writeback(offset, len);
                     offset += len;
                 }
-                Ok(offset)
+                Ok(Flushed { size: offset, crc })
             })
             .map_err(|e| LayerError::io("start flusher thread for", path, e))?;
         Ok(Flusher {
@@ -80,11 +97,11 @@ impl Flusher {
     }
 
     /// Waits for every queued chunk to be written; returns the number of bytes written.
-    pub(super) fn finish(mut self) -> Result<u64> {
+    pub(super) fn finish(mut self) -> Result<Flushed> {
         self.join()
     }
 
-    fn join(&mut self) -> Result<u64> {
+    fn join(&mut self) -> Result<Flushed> {
         drop(self.tx.take());
         let Some(thread) = self.thread.take() else {
             let source = std::io::Error::other("an earlier write of this layer failed");

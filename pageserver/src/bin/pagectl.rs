@@ -1,4 +1,5 @@
 //! `pagectl`: offline tools for operators. See [`pageserver::pagectl`].
+#![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
 use pageserver::pagectl::{self, Outcome, Status};

@@ -6,6 +6,7 @@
 //! 503, every timeline is frozen, flushed and its index uploaded within `shutdown_timeout`; the
 //! exit code is 0 if all of that finished, 1 if the deadline passed first. A second signal
 //! exits at once (1). Start-up failures exit 1 with the error on stderr.
+#![forbid(unsafe_code)]
 
 use anyhow::Context;
 use clap::Parser;

@@ -505,6 +505,9 @@ impl IoFile for SimFile {
         Ok(())
     }
 
+    fn start_writeback(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
     fn fsync(&self) -> io::Result<()> {
         let mut s = self.engine.lock();
         if s.variant == Variant::RenameBeforeFsync
