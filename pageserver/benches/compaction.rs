@@ -3,7 +3,7 @@
 //! Builds 10 L0 layers of `PS_COMPACT_MIB` MiB (default 64) of 8 KiB page images through the
 //! timeline's ingest and checkpoint, waits for their uploads, measures the disk ceiling in the
 //! same directory (the same number of bytes written in 1 MiB chunks through the same I/O engine,
-//! then fsync), then times one compaction (merge, write, fsync and publish of the L1 outputs,
+//! each with the writers' writeback hint, then fsync), then times one compaction (merge, write, fsync and publish of the L1 outputs,
 //! install). Prints MB/s of input and its ratio to the ceiling.
 #![allow(
     clippy::unwrap_used,
@@ -84,7 +84,8 @@ async fn main() {
     let input_bytes: u64 = timeline.layer_list().iter().map(|l| l.file_size).sum();
     assert_eq!(timeline.layer_list().len(), 10);
 
-    // The ceiling: the same number of bytes, 1 MiB writes through the same engine, fsync.
+    // The ceiling: the same number of bytes, 1 MiB writes through the same engine, each with
+    // the writers' writeback hint, then fsync.
     let engine = server.engine.clone();
     let ceiling_path = dir.path().join("ceiling");
     let chunk = Bytes::from(noise(MIB, 99));
@@ -93,6 +94,7 @@ async fn main() {
     for i in 0..input_bytes.div_ceil(MIB as u64) {
         f.write_vectored_all_at(vec![chunk.clone()], i * MIB as u64)
             .unwrap();
+        f.start_writeback(i * MIB as u64, MIB as u64).unwrap();
     }
     f.fsync().unwrap();
     let ceiling = input_bytes as f64 / 1e6 / start.elapsed().as_secs_f64();
