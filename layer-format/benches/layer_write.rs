@@ -225,7 +225,9 @@ fn main() {
                 "delta8k" => Workload::Delta8k,
                 "delta100" => Workload::Delta100,
                 "image" => Workload::Image,
-                other => panic!("LAYER_BENCH_WORKLOADS: {other}: expected delta8k, delta100 or image"),
+                other => {
+                    panic!("LAYER_BENCH_WORKLOADS: {other}: expected delta8k, delta100 or image")
+                }
             })
             .collect(),
         Err(_) => vec![Workload::Delta8k, Workload::Delta100, Workload::Image],

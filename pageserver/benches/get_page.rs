@@ -73,7 +73,9 @@ impl Client {
                 break i + 4;
             }
         };
-        let head = std::str::from_utf8(&self.buf[..end]).unwrap().to_ascii_lowercase();
+        let head = std::str::from_utf8(&self.buf[..end])
+            .unwrap()
+            .to_ascii_lowercase();
         let status: u16 = head[9..12].parse().unwrap();
         let len: usize = head
             .lines()
@@ -149,8 +151,7 @@ struct Run {
 
 impl Run {
     fn p(&self, q: usize) -> f64 {
-        self.latencies[(self.latencies.len() * q / 100).min(self.latencies.len() - 1)]
-            .as_secs_f64()
+        self.latencies[(self.latencies.len() * q / 100).min(self.latencies.len() - 1)].as_secs_f64()
             * 1e6
     }
     fn per_sec(&self) -> f64 {
@@ -187,7 +188,10 @@ fn drive(
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     let elapsed = start.elapsed();
     latencies.sort();
@@ -219,9 +223,16 @@ fn main() {
     // The server's runtime, built as the binary builds it.
     let workers = env("PS_BENCH_WORKERS", 0);
     let rt = if workers == 0 {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().unwrap()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .unwrap()
     };
     let constant = Bytes::from(noise(PAGE_SIZE, 4));
     let (server, addr) = rt.block_on(async {
@@ -243,7 +254,11 @@ fn main() {
     let ok = |(status, body): (u16, Vec<u8>)| {
         assert!(status < 300, "{status}: {}", String::from_utf8_lossy(&body));
     };
-    ok(admin.request("POST", "/v1/tenant", format!("{{\"tenant_id\":\"{TENANT}\"}}").as_bytes()));
+    ok(admin.request(
+        "POST",
+        "/v1/tenant",
+        format!("{{\"tenant_id\":\"{TENANT}\"}}").as_bytes(),
+    ));
     ok(admin.request(
         "POST",
         &format!("/v1/tenant/{TENANT}/timeline"),
@@ -281,7 +296,11 @@ fn main() {
                 lsn: Lsn(lsn),
                 value,
             });
-            let per_body = if round == 0 { MIB / (PAGE_SIZE + 29) } else { MIB / 129 };
+            let per_body = if round == 0 {
+                MIB / (PAGE_SIZE + 29)
+            } else {
+                MIB / 129
+            };
             if records.len() >= per_body {
                 send(&mut records);
             }

@@ -57,4 +57,3 @@ pub fn bodies(total: usize, image: bool, keys: u128, lsn: &mut u64) -> Vec<Bytes
     }
     out
 }
-
