@@ -12,10 +12,18 @@
 //! Files go to a temp directory under `LAYER_BENCH_DIR` (default: the system temp dir);
 //! `LAYER_BENCH_ENGINE=std` or `uring` measures one engine (default: both), and
 //! `LAYER_BENCH_WORKLOADS=delta8k,delta100,image` a subset of the layers (default: all three).
+//!
+//! With the feature `rocksdb` (`scripts/bench-rocksdb`), the delta workloads are then written
+//! again, each layer run paired with a RocksDB `SstFileWriter` run on exactly the same records,
+//! and read with the same keys from both (see `rocks/mod.rs`); the ratios are printed beside
+//! the ceiling ratios.
 #![allow(
     clippy::unwrap_used,
     reason = "benchmark harness: any failure aborts the run"
 )]
+
+#[cfg(feature = "rocksdb")]
+mod rocks;
 
 use bytes::Bytes;
 use layer_format::io::{EngineChoice, IoEngine, open_engine};
@@ -93,6 +101,33 @@ impl Workload {
     }
 }
 
+/// Records in a delta layer of about `total` bytes: on disk a record is a blob (8-byte header +
+/// value) and a 32-byte index entry.
+fn delta_count(w: Workload, total: usize) -> usize {
+    let per = if matches!(w, Workload::Delta8k) {
+        PAGE_SIZE + 1
+    } else {
+        101
+    };
+    total / (per + 8 + 32)
+}
+
+/// Record `i` of a delta workload: ten versions per key (LSNs 1 to 10), like a stream of
+/// updates; 8 KiB images or 100-byte values taken in turn from `images` or `small`.
+fn delta_record<'v>(
+    w: Workload,
+    i: usize,
+    images: &'v [Value],
+    small: &'v [Value],
+) -> (Key, Lsn, &'v Value) {
+    let (k, l) = ((i / 10) as u128, (i % 10) as u64 + 1);
+    let v = match w {
+        Workload::Delta8k => &images[i % images.len()],
+        _ => &small[i % small.len()],
+    };
+    (Key::from_u128(k), Lsn(l), v)
+}
+
 /// Writes one layer of about `total` bytes; returns time, file size and path.
 fn write_layer(
     engine: &Arc<dyn IoEngine>,
@@ -107,13 +142,7 @@ fn write_layer(
     let start = Instant::now();
     let info = match w {
         Workload::Delta8k | Workload::Delta100 => {
-            // On disk a record is a blob (8-byte header + value) and a 32-byte index entry.
-            let per = if matches!(w, Workload::Delta8k) {
-                PAGE_SIZE + 1
-            } else {
-                101
-            };
-            let n = total / (per + 8 + 32);
+            let n = delta_count(w, total);
             // Distinct LSN ranges keep the two delta layers' names apart.
             let lsn_end = if matches!(w, Workload::Delta8k) {
                 1000
@@ -124,14 +153,9 @@ fn write_layer(
                 DeltaLayerWriter::new(engine, dir, gen_, Key::MIN..Key::MAX, Lsn(1)..Lsn(lsn_end))
                     .unwrap();
             for i in 0..n {
-                // Ten versions per key, like a stream of updates.
-                let (k, l) = ((i / 10) as u128, (i % 10) as u64 + 1);
                 // By reference, as the server's flush passes the values it holds.
-                let v = match w {
-                    Workload::Delta8k => &images[i % images.len()],
-                    _ => &small[i % small.len()],
-                };
-                wr.put(Key::from_u128(k), Lsn(l), v).unwrap();
+                let (k, l, v) = delta_record(w, i, &images, small);
+                wr.put(k, l, v).unwrap();
             }
             wr.finish().unwrap()
         }
@@ -149,6 +173,20 @@ fn write_layer(
     (start.elapsed(), info.size_bytes, info.path)
 }
 
+/// Point reads per round (one warm-up round, one measured).
+const READS: usize = 20_000;
+
+/// Random keys below `keys`, the same sequence for every reader measured.
+fn key_stream(keys: u128) -> impl FnMut() -> Key {
+    let mut x = 12345u64;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        Key::from_u128(u128::from(x) % keys)
+    }
+}
+
 fn point_reads(
     engine: &Arc<dyn IoEngine>,
     path: &Path,
@@ -159,16 +197,13 @@ fn point_reads(
         Some(c) => LayerReader::open_cached(engine, path, c).unwrap(),
         None => LayerReader::open(engine, path).unwrap(),
     };
-    let mut x = 12345u64;
+    let mut next_key = key_stream(keys);
     let mut lat = Vec::new();
     // Warm up the page cache and the file handle, then measure.
     for round in 0..2 {
         lat.clear();
-        for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let k = Key::from_u128(u128::from(x) % keys);
+        for _ in 0..READS {
+            let k = next_key();
             let start = Instant::now();
             let v = r.get(k, Lsn(1000)).unwrap();
             lat.push(start.elapsed());
@@ -285,10 +320,7 @@ fn main() {
             );
         }
         for (w, path) in kept {
-            let keys = match w {
-                Workload::Delta8k => (total / (PAGE_SIZE + 41) / 10) as u128,
-                _ => (total / 141 / 10) as u128,
-            };
+            let keys = (delta_count(w, total) / 10) as u128;
             // Without the block cache (the OS page cache only), then through a block cache
             // large enough for the layer's hot part (`LAYER_BENCH_CACHE_MIB`, default 512).
             let cache_mib = env_usize("LAYER_BENCH_CACHE_MIB", 512) as u64;
@@ -316,5 +348,106 @@ fn main() {
                 );
             }
         }
+    }
+    #[cfg(feature = "rocksdb")]
+    compare_rocksdb(&base, total, runs, &workloads, &pages, &small);
+}
+
+/// Each delta workload written `runs` times as a layer (std engine) and as a RocksDB table
+/// file, alternately, then read warm from both with the same keys.
+#[cfg(feature = "rocksdb")]
+fn compare_rocksdb(
+    base: &Path,
+    total: usize,
+    runs: usize,
+    workloads: &[Workload],
+    pages: &[Bytes],
+    small: &[Value],
+) {
+    let engine = open_engine(EngineChoice::Std).unwrap();
+    let images: Vec<Value> = pages.iter().map(|p| Value::Image(p.clone())).collect();
+    let cache_bytes = env_usize("LAYER_BENCH_CACHE_MIB", 512) << 20;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "
+RocksDB (SstFileWriter, no compression) on the same records, std engine for the layers"
+    );
+    for &w in workloads {
+        if matches!(w, Workload::Image) {
+            continue;
+        }
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let opts = rocks::options(cache_bytes);
+        let n = delta_count(w, total);
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut layer, mut sst) = (None, None);
+        for run in 0..runs {
+            // The layer's name is the same every run, and publishing never overwrites.
+            if let Some(old) = layer.take() {
+                std::fs::remove_file(old).unwrap();
+            }
+            if let Some(old) = sst.take() {
+                std::fs::remove_file(old).unwrap();
+            }
+            let (d, size, path) = write_layer(&engine, dir.path(), w, total, pages, small);
+            ours.push((d, size));
+            let sst_path = dir.path().join(format!("rocks-{run}.sst"));
+            // The same records in RocksDB's order: a key's versions newest first.
+            let newest_first = |i: usize| {
+                let group = i / 10 * 10;
+                let last = group + (n - group).min(10) - 1;
+                delta_record(w, last - (i - group), &images, small)
+            };
+            let (rd, rsize) = rocks::write(&opts, &sst_path, n, newest_first);
+            theirs.push((rd, rsize));
+            (layer, sst) = (Some(path), Some(sst_path));
+        }
+        let median = |v: &mut Vec<(Duration, u64)>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let ((d, size), (rd, rsize)) = (median(&mut ours), median(&mut theirs));
+        println!(
+            "  {:<32} {n} records: layer {:.1} ms ({} MiB), RocksDB {:.1} ms ({} MiB); layer write {:.2}x RocksDB's speed",
+            w.label(),
+            ms(d),
+            size / MIB as u64,
+            ms(rd),
+            rsize / MIB as u64,
+            rd.as_secs_f64() / d.as_secs_f64()
+        );
+        let keys = (n / 10) as u128;
+        let cache = Arc::new(BlockCache::new(cache_bytes as u64));
+        let (p50, p99, _) = point_reads(&engine, layer.as_ref().unwrap(), keys, Some(cache));
+        let r = rocks::reads(
+            &opts,
+            dir.path(),
+            sst.as_ref().unwrap(),
+            READS,
+            key_stream(keys),
+        );
+        let (v50, v99) = (
+            r.versions[r.versions.len() / 2],
+            r.versions[r.versions.len() * 99 / 100],
+        );
+        let (e50, e99) = (
+            r.exact[r.exact.len() / 2],
+            r.exact[r.exact.len() * 99 / 100],
+        );
+        println!(
+            "    warm get of a key's versions down to a base: layer p50 {:.1} us p99 {:.1} us; RocksDB (iterator) p50 {:.1} us p99 {:.1} us; layer/RocksDB p50 {:.2}",
+            us(p50),
+            us(p99),
+            us(v50),
+            us(v99),
+            us(p50) / us(v50)
+        );
+        println!(
+            "    RocksDB get of one exact (key, LSN): p50 {:.1} us p99 {:.1} us; layer get / RocksDB exact get p50 {:.2}",
+            us(e50),
+            us(e99),
+            us(p50) / us(e50)
+        );
     }
 }

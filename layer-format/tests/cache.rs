@@ -198,3 +198,104 @@ fn a_file_written_again_is_never_read_from_old_entries() {
         model_get(&new, key(5), Lsn(10))
     );
 }
+
+/// Twenty keys of ten small versions each (only the oldest a base), in one leaf.
+fn small_versions() -> Model {
+    (0..20u128)
+        .flat_map(|k| (1..=10u64).map(move |l| ((key(k), Lsn(l)), delta(k, l, l == 1, 100))))
+        .collect()
+}
+
+/// A cold read of a key's small versions reads them with one read (`reader/run.rs`): one
+/// lookup misses, the rest come with it; a second read of the same key misses nothing.
+#[test]
+fn a_keys_small_versions_come_with_one_read() {
+    let model = small_versions();
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&engine, dir.path(), &model);
+        let cache = Arc::new(BlockCache::new(64 << 20));
+        let r = LayerReader::open_cached(&engine, &path, cache.clone()).unwrap();
+        for k in [3u128, 19] {
+            let before = cache.stats();
+            assert_eq!(
+                r.get(key(k), Lsn(10)).unwrap(),
+                model_get(&model, key(k), Lsn(10))
+            );
+            let after = cache.stats();
+            // The index is one leaf, the root, which the reader keeps: only values are looked up.
+            assert_eq!(after.misses - before.misses, 1, "{engine:?}: {after:?}");
+            assert_eq!(after.entries - before.entries, 10, "every version cached");
+            assert_eq!(
+                r.get(key(k), Lsn(10)).unwrap(),
+                model_get(&model, key(k), Lsn(10))
+            );
+            assert_eq!(cache.stats().misses, after.misses, "the warm read missed");
+        }
+        // Older versions of a key whose newest were read: nothing read again.
+        let before = cache.stats().misses;
+        assert_eq!(
+            r.get(key(3), Lsn(4)).unwrap(),
+            model_get(&model, key(3), Lsn(4))
+        );
+        assert_eq!(cache.stats().misses, before);
+        // A read that starts below what is cached reads only what is missing.
+        let r = LayerReader::open_cached(&engine, &path, cache.clone()).unwrap();
+        assert_eq!(
+            r.get(key(5), Lsn(6)).unwrap(),
+            model_get(&model, key(5), Lsn(6))
+        );
+        assert_eq!(
+            r.get(key(5), Lsn(10)).unwrap(),
+            model_get(&model, key(5), Lsn(10))
+        );
+    }
+}
+
+/// A damaged version inside a run is reported at its own offset, as a read of that value
+/// alone would report it, with or without a cache.
+#[test]
+fn a_damaged_version_in_a_run_is_reported_at_its_offset() {
+    let model = small_versions();
+    // Blobs are back to back in (key, LSN) order: an 8-byte header, then the encoded value.
+    let offsets: Vec<u64> = model
+        .values()
+        .scan(0u64, |at, v| {
+            let here = *at;
+            *at += 8 + v.encoded_len() as u64;
+            Some(here)
+        })
+        .collect();
+    let damaged = 7 * 10 + 6; // key 7, LSN 7
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&engine, dir.path(), &model);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[offsets[damaged] as usize + 20] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        for cache in [None, Some(Arc::new(BlockCache::new(64 << 20)))] {
+            let r = match &cache {
+                Some(c) => LayerReader::open_cached(&engine, &path, c.clone()).unwrap(),
+                None => LayerReader::open(&engine, &path).unwrap(),
+            };
+            match r.get(key(7), Lsn(10)) {
+                Err(layer_format::LayerError::ChecksumMismatch {
+                    what: "blob",
+                    offset,
+                    ..
+                }) => assert_eq!(offset, offsets[damaged], "{engine:?}"),
+                other => panic!("expected a blob checksum error, got {other:?}"),
+            }
+            // Versions above the damage, and other keys, still read.
+            assert_eq!(
+                r.get(key(7), Lsn(10)).map(|v| v.len()).ok(),
+                None,
+                "still damaged"
+            );
+            assert_eq!(
+                r.get(key(8), Lsn(10)).unwrap(),
+                model_get(&model, key(8), Lsn(10))
+            );
+        }
+    }
+}

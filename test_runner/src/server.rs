@@ -16,7 +16,7 @@ pub const TENANT: &str = "0123456789abcdef0123456789abcdef";
 pub const TIMELINE: &str = "fedcba9876543210fedcba9876543210";
 
 /// The `pageserver` binary with the `testing` feature, built once per test process (a no-op
-/// when `cargo test --workspace --all-features` already built it).
+/// when `scripts/test`'s `cargo test --workspace --features ...` already built it).
 pub fn pageserver_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {

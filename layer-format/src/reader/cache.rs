@@ -164,6 +164,13 @@ impl BlockCache {
         found
     }
 
+    /// Whether an entry is present, without counting a lookup or refreshing it.
+    pub(crate) fn contains(&self, reader: u64, region: Region, offset: u64) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(|c| c.contains_key(&(reader, region, offset)))
+    }
+
     pub(crate) fn insert(&self, reader: u64, region: Region, offset: u64, value: Cached) {
         if let Some(inner) = &self.inner {
             inner.insert((reader, region, offset), value);

@@ -9,6 +9,7 @@
 
 mod cache;
 mod iter;
+mod run;
 mod verify;
 
 pub use cache::{BlockCache, CacheStats};
@@ -180,13 +181,30 @@ impl LayerReader {
         let Some(mut i) = node.last_at_or_below(target) else {
             return Ok(Some(out));
         };
+        // The newest versions read with one read at the first cache miss (`run.rs`), popped
+        // newest first as the loop goes.
+        let (mut run, mut run_read) = (Vec::new(), false);
         loop {
             let e = node.entries[i];
             if e.key != key {
                 break;
             }
-            let Some(value) = self.read_value_cached(e.value, mode)? else {
+            // From the run read at the first miss, else the cache, else a read of its own.
+            let value = if let Some((_, v)) = run.pop_if(|(o, _)| *o == e.value) {
+                v
+            } else if let Some(v) = self.cached_value(e.value) {
+                v
+            } else if mode == Mode::CacheOnly {
                 return Ok(None);
+            } else {
+                if !run_read {
+                    run_read = true;
+                    run = self.read_run(block, &node.entries, i)?;
+                }
+                match run.pop_if(|(o, _)| *o == e.value) {
+                    Some((_, v)) => v,
+                    None => self.fetch_value(e.value)?,
+                }
             };
             let base = value.is_base();
             out.push((e.lsn, value));
@@ -292,21 +310,21 @@ impl LayerReader {
         Ok(Some(node))
     }
 
-    /// [`LayerReader::read_value`] through the cache, if the reader has one; `None` on a miss
-    /// in [`Mode::CacheOnly`].
-    fn read_value_cached(&self, offset: u64, mode: Mode) -> Result<Option<Value>> {
-        let Some(cache) = &self.cache else {
-            return self.read_value(offset).map(Some);
-        };
-        if let Some(Cached::Value(value)) = cache.get(self.id, Region::Blob, offset) {
-            return Ok(Some(value));
+    /// The value of the blob at `offset` if the block cache holds it (never any I/O).
+    fn cached_value(&self, offset: u64) -> Option<Value> {
+        match self.cache.as_ref()?.get(self.id, Region::Blob, offset)? {
+            Cached::Value(value) => Some(value),
+            Cached::Node(_) => None,
         }
-        if mode == Mode::CacheOnly {
-            return Ok(None);
-        }
+    }
+
+    /// Reads and checks the value of the blob at `offset`, and puts it in the cache.
+    fn fetch_value(&self, offset: u64) -> Result<Value> {
         let value = self.read_value(offset)?;
-        cache.insert(self.id, Region::Blob, offset, Cached::Value(value.clone()));
-        Ok(Some(value))
+        if let Some(cache) = &self.cache {
+            cache.insert(self.id, Region::Blob, offset, Cached::Value(value.clone()));
+        }
+        Ok(value)
     }
 
     /// Reads and checks index block `block`, which must be a node of `level`.
