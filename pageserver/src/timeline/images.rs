@@ -10,6 +10,12 @@
 //! image at that LSN already meets is skipped: images that meet in keys are at different LSNs
 //! (the layer map's structural invariant). Runs under the compaction lock, after the L0
 //! compaction.
+//!
+//! Memory: the pages go to the writer in batches of [`PAGES_PER_BATCH`] as they are read, so a
+//! partition of any size holds one batch of pages at most; the set of the partition's keys
+//! (16 bytes each) is what grows with it. Each batch is written by a short blocking task: no
+//! blocking thread ever waits for the reads, which need blocking threads themselves. A read
+//! that fails, or a stop, drops the unfinished writer, which removes its temp file.
 
 use super::compaction::STOP_CHECK_EVERY;
 use super::install::Stopped;
@@ -19,11 +25,14 @@ use super::{LayerHandle, ReadError, Timeline};
 use crate::metrics::METRICS;
 use anyhow::Context;
 use bytes::Bytes;
+use index_part::names::Generation;
 use index_part::names::LayerName;
 use index_part::{LayerMetadata, Level};
-use layer_format::{ImageLayerWriter, Key};
-use std::collections::BTreeSet;
+use layer_format::io::IoEngine;
+use layer_format::{ImageLayerWriter, Key, LayerInfo, Lsn};
+use std::collections::{BTreeSet, HashSet};
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -31,6 +40,76 @@ use std::sync::atomic::Ordering;
 fn no_base(e: &ReadError) -> bool {
     matches!(e, ReadError::Data { source, .. }
         if matches!(source.downcast_ref::<layer_format::redo::RedoError>(), Some(layer_format::redo::RedoError::NoBase { .. })))
+}
+
+/// Pages handed to the image writer at a time: 64 pages, 512 KiB.
+const PAGES_PER_BATCH: usize = 64;
+
+/// An image layer being written: created with the first batch of pages; every write, the
+/// finish and the drop of an abandoned writer (which removes its temp file) run on a blocking
+/// thread, one short task each.
+struct ImageOutput {
+    engine: Arc<dyn IoEngine>,
+    dir: PathBuf,
+    generation: Generation,
+    range: Range<Key>,
+    lsn: Lsn,
+    writer: Option<ImageLayerWriter>,
+}
+
+impl ImageOutput {
+    /// Writes `pages` (ascending, after every page written before).
+    async fn put(mut self, pages: Vec<(Key, Bytes)>) -> anyhow::Result<ImageOutput> {
+        tokio::task::spawn_blocking(move || -> anyhow::Result<ImageOutput> {
+            let mut w = match self.writer.take() {
+                Some(w) => w,
+                None => ImageLayerWriter::new(
+                    &self.engine,
+                    &self.dir,
+                    self.generation,
+                    self.range.clone(),
+                    self.lsn,
+                )?,
+            };
+            for (key, page) in pages {
+                w.put(key, page)?;
+            }
+            self.writer = Some(w);
+            Ok(self)
+        })
+        .await
+        .context("image task panicked")?
+    }
+
+    /// Writes the last `pages`, finishes and publishes the layer (refusing the names in
+    /// `in_map`); `None` if no page was ever given.
+    async fn finish(
+        self,
+        pages: Vec<(Key, Bytes)>,
+        in_map: HashSet<String>,
+    ) -> anyhow::Result<Option<LayerInfo>> {
+        if pages.is_empty() && self.writer.is_none() {
+            return Ok(None);
+        }
+        let mut out = self.put(pages).await?;
+        let (engine, dir) = (out.engine.clone(), out.dir.clone());
+        let w = out.writer.take().expect("a writer after a put");
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Option<LayerInfo>> {
+            let f = w.finish_unpublished(None)?;
+            let info = f.info.clone();
+            publish_layers(&engine, &dir, vec![f.file], &in_map)?;
+            Ok(Some(info))
+        })
+        .await
+        .context("image task panicked")?
+    }
+
+    /// Drops an unfinished writer, which removes its temp file.
+    async fn abandon(self) {
+        if let Some(w) = self.writer {
+            let _ = tokio::task::spawn_blocking(move || drop(w)).await;
+        }
+    }
 }
 
 fn overlaps(a: &Range<Key>, b: &Range<Key>) -> bool {
@@ -121,17 +200,30 @@ impl Timeline {
                 .context("key scan panicked")??;
                 keys.extend(found);
             }
-            let mut pages: Vec<(Key, Bytes)> = Vec::with_capacity(keys.len());
+            // Pages go to the writer in batches, each written by a short blocking task (no
+            // blocking thread waits on the reads, which need blocking threads themselves), so
+            // a partition of any size holds at most one batch of pages in memory.
+            let mut out = ImageOutput {
+                engine: self.src.engine.clone(),
+                dir: self.dir.clone(),
+                generation: self.generation,
+                range: range.clone(),
+                lsn,
+                writer: None,
+            };
+            let mut batch = Vec::with_capacity(PAGES_PER_BATCH);
             let mut unreadable = None;
+            let mut stopped = false;
             for (n, key) in keys.into_iter().enumerate() {
                 if (n as u64).is_multiple_of(STOP_CHECK_EVERY)
                     && self.shut_down.load(Ordering::SeqCst)
                 {
-                    return Ok(created);
+                    stopped = true;
+                    break;
                 }
                 match self.get_page(key, lsn).await {
-                    Ok(page) => pages.push((key, page)),
-                    Err(ReadError::NotFound { .. }) => {}
+                    Ok(page) => batch.push((key, page)),
+                    Err(ReadError::NotFound { .. }) => continue,
                     // A key whose records cannot make a page (a delta chain with no base, as
                     // ingested): an image would have to drop it or make one up. The range
                     // gets no image; its reads stay what they are, and compaction goes on.
@@ -140,38 +232,28 @@ impl Timeline {
                         break;
                     }
                     Err(e) => {
+                        out.abandon().await;
                         return Err(anyhow::Error::new(e).context("read a page for an image layer"));
                     }
                 }
+                if batch.len() == PAGES_PER_BATCH {
+                    out = out.put(std::mem::take(&mut batch)).await?;
+                }
+            }
+            if stopped {
+                out.abandon().await;
+                return Ok(created);
             }
             if let Some(e) = unreadable {
+                out.abandon().await;
                 METRICS.image_ranges_skipped.inc();
                 tracing::warn!(key_start = %start, key_end = %end, "no image layer for this key range: {e}");
                 continue;
             }
-            if pages.is_empty() {
+            let Some(info) = out.finish(batch, self.file_names_in_map()).await? else {
+                // No key of the partition had a page.
                 continue;
-            }
-            let (engine, dir, generation, r) = (
-                self.src.engine.clone(),
-                self.dir.clone(),
-                self.generation,
-                range.clone(),
-            );
-            let in_map = self.file_names_in_map();
-            let info =
-                tokio::task::spawn_blocking(move || -> anyhow::Result<layer_format::LayerInfo> {
-                    let mut w = ImageLayerWriter::new(&engine, &dir, generation, r, lsn)?;
-                    for (k, p) in pages {
-                        w.put(k, p)?;
-                    }
-                    let f = w.finish_unpublished(None)?;
-                    let info = f.info.clone();
-                    publish_layers(&engine, &dir, vec![f.file], &in_map)?;
-                    Ok(info)
-                })
-                .await
-                .context("image task panicked")??;
+            };
             let meta = LayerMetadata {
                 file_size: info.size_bytes,
                 generation: self.generation,
