@@ -119,7 +119,11 @@ async fn main() {
         load.push(t.elapsed());
         assert_eq!(tl.layer_list().len(), n, "every layer loaded");
         // Reconciliation kept every file (each run measures the full directory).
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), n, "every file kept");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            n,
+            "every file kept"
+        );
         tl.shutdown();
     }
     let (parse, load) = (median(parse), median(load));

@@ -9,9 +9,11 @@
 //! 8 KiB; the file's last record ends the blob stream). Each blob is still checked on its own (length, CRC32C, value) exactly as a single
 //! read would check it.
 //!
-//! The run is an optimisation only: when the offsets are not strictly ascending and back to
-//! back (a damaged index), nothing is read here and the caller reads value by value, which
-//! reports the damage with its usual error.
+//! The run is an optimisation only: when the offsets do not rise (a damaged index), nothing is
+//! read here; when a blob in the read does not fill its gap or fails its checks, the run ends
+//! before it. Either way the caller reads the rest value by value, which reports the damage
+//! with its usual error if the read needs that value. The block cache counts one miss for the
+//! run: the values that came with it are not looked up.
 
 use super::cache::{Cached, Region};
 use super::{LayerReader, POINT_READ_BYTES, read_exact};
@@ -22,11 +24,13 @@ use crate::value::Value;
 use bytes::Bytes;
 
 impl LayerReader {
-    /// The values of `entries[lo..=newest]` of leaf `block`: the largest run of the newest
-    /// versions of one key, ending at `newest`, whose blobs fit in one page-sized read and are
-    /// not in the block cache already; each checked and put in the cache; `(offset, value)`
-    /// ascending. Empty when there is no such run: `newest` is the last entry of a leaf other
-    /// than the last (where its blob ends is in the next leaf), or the offsets are irregular.
+    /// Values of leaf `block`'s entries from `newest` down: the newest versions of one key
+    /// whose blobs fit in one page-sized read and are not in the block cache already, read
+    /// with one read, then checked newest first down to the first base value, each put in the
+    /// cache; `(offset, value)` ascending. Stops before the first blob that does not check
+    /// (the caller reads that one alone, and reports it if it needs it). Empty when there is
+    /// no such run: `newest` is the last entry of a leaf other than the last (where its blob
+    /// ends is in the next leaf), or the offsets do not rise.
     pub(super) fn read_run(
         &self,
         block: u32,
@@ -42,8 +46,14 @@ impl LayerReader {
             None if last_leaf => s.blob_bytes,
             None => return Ok(Vec::new()),
         };
+        // Offsets must rise to `end`: anything else is a damaged index, for the value-by-value
+        // path to report.
+        if entries[newest].value >= end || end > s.blob_bytes {
+            return Ok(Vec::new());
+        }
         let key = entries[newest].key;
         let mut lo = newest;
+        // Each step keeps `entries[lo..=newest]` strictly rising and below `end`.
         while lo > 0
             && entries[lo - 1].key == key
             && entries[lo - 1].value < entries[lo].value
@@ -56,38 +66,43 @@ impl LayerReader {
             lo -= 1;
         }
         let start = entries[lo].value;
-        if start >= end || end - start > POINT_READ_BYTES as u64 || end > self.summary.blob_bytes {
+        if end - start > POINT_READ_BYTES as u64 {
             return Ok(Vec::new());
         }
         let len = usize::try_from(end - start).expect("at most one page-sized read");
         let mut buf = vec![0u8; len];
         read_exact(&*self.file, &self.path, &mut buf, start)?;
-        let buf = Bytes::from(buf);
         let run = &entries[lo..=newest];
-        // Every blob must fill the gap to the next one exactly; otherwise leave it all to the
-        // value-by-value path.
-        let mut bounds = Vec::with_capacity(run.len());
-        for (k, e) in run.iter().enumerate() {
+        // Newest first, as the read wants them: stop at the first base value (older versions
+        // are not needed), and at the first blob that does not fill its gap exactly or fails
+        // its checks (the value-by-value path reads it again, and reports it only if the read
+        // needs it).
+        let mut out = Vec::with_capacity(run.len());
+        for (k, e) in run.iter().enumerate().rev() {
             let next = run.get(k + 1).map_or(end, |n| n.value);
             let at = usize::try_from(e.value - start).expect("inside the read");
             let to = usize::try_from(next - start).expect("inside the read");
             if to - at < BLOB_HEADER_SIZE {
-                return Ok(Vec::new());
+                break;
             }
             let header = decode_header(buf[at..at + BLOB_HEADER_SIZE].try_into().expect("header"));
             if BLOB_HEADER_SIZE + header.len != to - at {
-                return Ok(Vec::new());
+                break;
             }
-            bounds.push((e.value, at, to));
-        }
-        let mut out = Vec::with_capacity(run.len());
-        for (offset, at, to) in bounds {
-            let value = self.decode_blob(offset, buf.slice(at..to))?;
+            // A copy of its own, so a cached value never keeps the whole read alive.
+            let Ok(value) = self.decode_blob(e.value, Bytes::copy_from_slice(&buf[at..to])) else {
+                break;
+            };
             if let Some(cache) = &self.cache {
-                cache.insert(self.id, Region::Blob, offset, Cached::Value(value.clone()));
+                cache.insert(self.id, Region::Blob, e.value, Cached::Value(value.clone()));
             }
-            out.push((offset, value));
+            let base = value.is_base();
+            out.push((e.value, value));
+            if base {
+                break;
+            }
         }
+        out.reverse();
         Ok(out)
     }
 }

@@ -292,7 +292,6 @@ impl WriterCore {
     }
 }
 
-/// Failpoint `layer-writer-before-finish`.
 /// The CRC32C of the one-byte slice `[tag]`, from a table built once: the blob checksum
 /// starts from it instead of a call per record.
 fn tag_crc(tag: u8) -> u32 {
@@ -302,6 +301,7 @@ fn tag_crc(tag: u8) -> u32 {
     TABLE[usize::from(tag)]
 }
 
+/// Failpoint `layer-writer-before-finish`.
 fn before_finish() -> std::io::Result<()> {
     io_failpoint!("layer-writer-before-finish");
     Ok(())

@@ -38,7 +38,7 @@ pub(super) struct Flushed {
 
 pub(super) struct Flusher {
     tx: Option<SyncSender<Vec<Bytes>>>,
-    /// Ends with the number of bytes written.
+    /// Ends with the size of the file and the CRC32C of all of it.
     thread: Option<JoinHandle<Result<Flushed>>>,
     /// The temp file, for the error of a writer used after a failure.
     path: PathBuf,
@@ -96,7 +96,7 @@ impl Flusher {
         Ok(())
     }
 
-    /// Waits for every queued chunk to be written; returns the number of bytes written.
+    /// Waits for every queued chunk to be written; returns the file's size and CRC32C.
     pub(super) fn finish(mut self) -> Result<Flushed> {
         self.join()
     }

@@ -11,9 +11,11 @@
 //! (the layer map's structural invariant). Runs under the compaction lock, after the L0
 //! compaction.
 //!
-//! Memory: the pages go to the writer in batches of [`PAGES_PER_BATCH`] as they are read, so a
-//! partition of any size holds one batch of pages at most; the set of the partition's keys
-//! (16 bytes each) is what grows with it. Each batch is written by a short blocking task: no
+//! Memory: the pages go to the writer in batches of [`PAGES_PER_BATCH`] as they are read, so
+//! a partition of any size holds one batch of pages, plus the pages the writer still references
+//! in its chunks (the chunk filling, one queued and one being written: about 3 MiB); what grows
+//! with the partition is its key set (16 bytes a key) and the writer's index entries (32 bytes
+//! a page) until `finish`. Each batch is written by a short blocking task: no
 //! blocking thread ever waits for the reads, which need blocking threads themselves. A read
 //! that fails, or a stop, drops the unfinished writer, which removes its temp file.
 
@@ -104,10 +106,24 @@ impl ImageOutput {
         .context("image task panicked")?
     }
 
-    /// Drops an unfinished writer, which removes its temp file.
-    async fn abandon(self) {
-        if let Some(w) = self.writer {
+    /// Drops an unfinished writer, which removes its temp file, and waits for that.
+    async fn abandon(mut self) {
+        if let Some(w) = self.writer.take() {
             let _ = tokio::task::spawn_blocking(move || drop(w)).await;
+        }
+    }
+}
+
+impl Drop for ImageOutput {
+    /// An output dropped without `finish` or `abandon` (the job's future was dropped, or a
+    /// panic unwound through it): its writer's drop joins the flusher thread and removes the
+    /// temp file, blocking work handed to a blocking thread rather than done here.
+    fn drop(&mut self) {
+        if let Some(w) = self.writer.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(move || drop(w))),
+                Err(_) => drop(w),
+            }
         }
     }
 }
