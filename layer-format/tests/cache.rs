@@ -252,47 +252,54 @@ fn a_keys_small_versions_come_with_one_read() {
     }
 }
 
+/// Readers (with and without a block cache, on every engine) of the layer of `model` with the
+/// payload of record `damaged` (in model order) flipped; returns them with that record's blob
+/// offset. Blobs are back to back in (key, LSN) order: an 8-byte header, then the value.
+fn damaged_readers(
+    model: &Model,
+    damaged: usize,
+) -> (Vec<LayerReader>, u64, Vec<tempfile::TempDir>) {
+    let offset: u64 = model
+        .values()
+        .take(damaged)
+        .map(|v| 8 + v.encoded_len() as u64)
+        .sum();
+    let (mut readers, mut dirs) = (Vec::new(), Vec::new());
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&engine, dir.path(), model);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[offset as usize + 20] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        readers.push(LayerReader::open(&engine, &path).unwrap());
+        let cache = Arc::new(BlockCache::new(64 << 20));
+        readers.push(LayerReader::open_cached(&engine, &path, cache).unwrap());
+        dirs.push(dir);
+    }
+    (readers, offset, dirs)
+}
+
 /// A damaged version inside a run is reported at its own offset, as a read of that value
 /// alone would report it, with or without a cache.
 #[test]
 fn a_damaged_version_in_a_run_is_reported_at_its_offset() {
     let model = small_versions();
-    // Blobs are back to back in (key, LSN) order: an 8-byte header, then the encoded value.
-    let offsets: Vec<u64> = model
-        .values()
-        .scan(0u64, |at, v| {
-            let here = *at;
-            *at += 8 + v.encoded_len() as u64;
-            Some(here)
-        })
-        .collect();
-    let damaged = 7 * 10 + 6; // key 7, LSN 7
-    for engine in engines() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = write(&engine, dir.path(), &model);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[offsets[damaged] as usize + 20] ^= 0x40;
-        std::fs::write(&path, &bytes).unwrap();
-        for cache in [None, Some(Arc::new(BlockCache::new(64 << 20)))] {
-            let r = match &cache {
-                Some(c) => LayerReader::open_cached(&engine, &path, c.clone()).unwrap(),
-                None => LayerReader::open(&engine, &path).unwrap(),
-            };
-            match r.get(key(7), Lsn(10)) {
-                Err(layer_format::LayerError::ChecksumMismatch {
-                    what: "blob",
-                    offset,
-                    ..
-                }) => assert_eq!(offset, offsets[damaged], "{engine:?}"),
-                other => panic!("expected a blob checksum error, got {other:?}"),
-            }
-            // The read still needs the damaged version, and still fails; other keys read.
-            assert!(r.get(key(7), Lsn(10)).is_err(), "{engine:?}: still damaged");
-            assert_eq!(
-                r.get(key(8), Lsn(10)).unwrap(),
-                model_get(&model, key(8), Lsn(10))
-            );
+    let (readers, offset, _dirs) = damaged_readers(&model, 7 * 10 + 6); // key 7, LSN 7
+    for r in readers {
+        match r.get(key(7), Lsn(10)) {
+            Err(layer_format::LayerError::ChecksumMismatch {
+                what: "blob",
+                offset: at,
+                ..
+            }) => assert_eq!(at, offset),
+            other => panic!("expected a blob checksum error, got {other:?}"),
         }
+        // The read still needs the damaged version, and still fails; other keys read.
+        assert!(r.get(key(7), Lsn(10)).is_err(), "still damaged");
+        assert_eq!(
+            r.get(key(8), Lsn(10)).unwrap(),
+            model_get(&model, key(8), Lsn(10))
+        );
     }
 }
 
@@ -307,37 +314,17 @@ fn a_damaged_version_below_the_base_is_not_needed() {
             (1..=10u64).map(move |l| ((key(k), Lsn(l)), delta(k, l, l == 1 || l == 6, 100)))
         })
         .collect();
-    let offsets: Vec<u64> = model
-        .values()
-        .scan(0u64, |at, v| {
-            let here = *at;
-            *at += 8 + v.encoded_len() as u64;
-            Some(here)
-        })
-        .collect();
-    let damaged = 4 * 10 + 2; // key 4, LSN 3
-    for engine in engines() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = write(&engine, dir.path(), &model);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[offsets[damaged] as usize + 20] ^= 0x40;
-        std::fs::write(&path, &bytes).unwrap();
-        for cache in [None, Some(Arc::new(BlockCache::new(64 << 20)))] {
-            let r = match &cache {
-                Some(c) => LayerReader::open_cached(&engine, &path, c.clone()).unwrap(),
-                None => LayerReader::open(&engine, &path).unwrap(),
-            };
-            assert_eq!(
-                r.get(key(4), Lsn(10)).unwrap(),
-                model_get(&model, key(4), Lsn(10)),
-                "{engine:?}"
-            );
-            match r.get(key(4), Lsn(4)) {
-                Err(layer_format::LayerError::ChecksumMismatch { offset, .. }) => {
-                    assert_eq!(offset, offsets[damaged], "{engine:?}")
-                }
-                other => panic!("expected a blob checksum error, got {other:?}"),
+    let (readers, offset, _dirs) = damaged_readers(&model, 4 * 10 + 2); // key 4, LSN 3
+    for r in readers {
+        assert_eq!(
+            r.get(key(4), Lsn(10)).unwrap(),
+            model_get(&model, key(4), Lsn(10))
+        );
+        match r.get(key(4), Lsn(4)) {
+            Err(layer_format::LayerError::ChecksumMismatch { offset: at, .. }) => {
+                assert_eq!(at, offset)
             }
+            other => panic!("expected a blob checksum error, got {other:?}"),
         }
     }
 }
