@@ -4,14 +4,14 @@
 //!
 //! * the ceiling: `LAYER_BENCH_MIB` (default 256) MiB written in 1 MiB chunks, each followed by
 //!   the writer's writeback hint (`sync_file_range`), then fsync;
-//! * a delta layer of 8 KiB values, a delta layer of 100-byte values and an image layer of the
+//! * delta layers of 8 KiB, 100-byte and 256-byte values and an image layer of the
 //!   same size, each including index, summary, fsync and publish;
 //!
 //! and prints MB/s and the ratio to that engine's ceiling: each layer run is paired with a
 //! ceiling run just before it, and the medians over `LAYER_BENCH_RUNS` (default 5) pairs are shown. Then warm point-read latency (p50, p99) on the 8 KiB and 100-byte layers.
 //! Files go to a temp directory under `LAYER_BENCH_DIR` (default: the system temp dir);
 //! `LAYER_BENCH_ENGINE=std` or `uring` measures one engine (default: both), and
-//! `LAYER_BENCH_WORKLOADS=delta8k,delta100,image` a subset of the layers (default: all three).
+//! `LAYER_BENCH_WORKLOADS=delta8k,delta100,delta256,image` a subset of the layers (default: all).
 //!
 //! With the feature `rocksdb` (`scripts/bench-rocksdb`), the delta workloads are then written
 //! again, each layer run paired with a RocksDB `SstFileWriter` run on exactly the same records,
@@ -88,6 +88,7 @@ fn ceiling(engine: &Arc<dyn IoEngine>, dir: &Path, total: usize) -> Duration {
 enum Workload {
     Delta8k,
     Delta100,
+    Delta256,
     Image,
 }
 
@@ -96,6 +97,7 @@ impl Workload {
         match self {
             Workload::Delta8k => "delta layer, 8 KiB values",
             Workload::Delta100 => "delta layer, 100-byte values",
+            Workload::Delta256 => "delta layer, 256-byte values",
             Workload::Image => "image layer",
         }
     }
@@ -104,16 +106,17 @@ impl Workload {
 /// Records in a delta layer of about `total` bytes: on disk a record is a blob (8-byte header +
 /// value) and a 32-byte index entry.
 fn delta_count(w: Workload, total: usize) -> usize {
-    let per = if matches!(w, Workload::Delta8k) {
-        PAGE_SIZE + 1
-    } else {
-        101
+    let per = match w {
+        Workload::Delta8k => PAGE_SIZE + 1,
+        Workload::Delta256 => 257,
+        _ => 101,
     };
     total / (per + 8 + 32)
 }
 
 /// Record `i` of a delta workload: ten versions per key (LSNs 1 to 10), like a stream of
-/// updates; 8 KiB images or 100-byte values taken in turn from `images` or `small`.
+/// updates; 8 KiB images taken in turn from `images`, or values from `small` (its first 64
+/// are of 100 bytes, the next 64 of 256).
 fn delta_record<'v>(
     w: Workload,
     i: usize,
@@ -123,7 +126,8 @@ fn delta_record<'v>(
     let (k, l) = ((i / 10) as u128, (i % 10) as u64 + 1);
     let v = match w {
         Workload::Delta8k => &images[i % images.len()],
-        _ => &small[i % small.len()],
+        Workload::Delta256 => &small[64 + i % 64],
+        _ => &small[i % 64],
     };
     (Key::from_u128(k), Lsn(l), v)
 }
@@ -141,13 +145,13 @@ fn write_layer(
     let gen_ = Generation(1);
     let start = Instant::now();
     let info = match w {
-        Workload::Delta8k | Workload::Delta100 => {
+        Workload::Delta8k | Workload::Delta100 | Workload::Delta256 => {
             let n = delta_count(w, total);
             // Distinct LSN ranges keep the two delta layers' names apart.
-            let lsn_end = if matches!(w, Workload::Delta8k) {
-                1000
-            } else {
-                2000
+            let lsn_end = match w {
+                Workload::Delta8k => 1000,
+                Workload::Delta256 => 3000,
+                _ => 2000,
             };
             let mut wr =
                 DeltaLayerWriter::new(engine, dir, gen_, Key::MIN..Key::MAX, Lsn(1)..Lsn(lsn_end))
@@ -225,21 +229,25 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
     let pages: Vec<Bytes> = (0..64).map(|s| Bytes::from(noise(PAGE_SIZE, s))).collect();
-    let small: Vec<Value> = (0..64)
+    let small: Vec<Value> = (0..128)
         .map(|s| {
-            let n = noise(96, s + 100);
+            // 100-byte values, then 256-byte ones: the patch plus its 4-byte header.
+            let n = noise(if s < 64 { 96 } else { 252 }, s + 100);
             Value::Delta {
-                will_init: s == 0,
+                will_init: s % 64 == 0,
                 record: encode_patches(&[Patch {
-                    offset: (s * 64) as u16,
+                    offset: ((s % 64) * 64) as u16,
                     bytes: &n,
                 }]),
             }
         })
         .collect();
     assert!(
-        small.iter().all(|v| v.encoded_len() == 101),
-        "100-byte records plus the tag"
+        small
+            .iter()
+            .enumerate()
+            .all(|(s, v)| v.encoded_len() == if s < 64 { 101 } else { 257 }),
+        "100- and 256-byte records plus the tag"
     );
     println!(
         "layer-format benchmark: {} MiB per file, {runs} runs per figure, in {}",
@@ -259,13 +267,19 @@ fn main() {
             .map(|w| match w {
                 "delta8k" => Workload::Delta8k,
                 "delta100" => Workload::Delta100,
+                "delta256" => Workload::Delta256,
                 "image" => Workload::Image,
                 other => {
-                    panic!("LAYER_BENCH_WORKLOADS: {other}: expected delta8k, delta100 or image")
+                    panic!("LAYER_BENCH_WORKLOADS: {other}: expected delta8k, delta100, delta256 or image")
                 }
             })
             .collect(),
-        Err(_) => vec![Workload::Delta8k, Workload::Delta100, Workload::Image],
+        Err(_) => vec![
+            Workload::Delta8k,
+            Workload::Delta100,
+            Workload::Delta256,
+            Workload::Image,
+        ],
     };
     for choice in choices {
         let engine = match open_engine(choice) {
