@@ -20,28 +20,16 @@
     reason = "benchmark harness: any failure aborts the run"
 )]
 
+mod common;
+
 use bytes::Bytes;
+use common::{MIB, bench_conf, noise};
 use index_part::names::{TenantId, TimelineId};
 use layer_format::value::PAGE_SIZE;
 use layer_format::{Key, Lsn, Value};
-use pageserver::config::PageServerConf;
 use pageserver::server::PageServer;
 use pageserver::timeline::{Record, encode_ingest};
 use std::time::{Duration, Instant};
-
-const MIB: usize = 1 << 20;
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 #[tokio::main]
 async fn main() {
@@ -52,11 +40,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
-    let base = std::env::var_os("PS_BENCH_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::tempdir_in(base).unwrap();
-    let mut conf = PageServerConf::defaults(dir.path());
+    let (dir, mut conf) = bench_conf();
     conf.checkpoint_distance = 1 << 40; // flushes only on checkpoint
     conf.compaction_threshold = 10;
     conf.compaction_period = Duration::from_secs(3600);

@@ -26,10 +26,9 @@
 mod common;
 
 use bytes::Bytes;
-use common::{MIB, TENANT, TIMELINE, noise};
+use common::{MIB, TENANT, TIMELINE, bench_conf, noise};
 use layer_format::value::{PAGE_SIZE, Patch, encode_patches};
 use layer_format::{Key, Lsn, Value};
-use pageserver::config::PageServerConf;
 use pageserver::server::PageServer;
 use pageserver::timeline::{Record, encode_ingest};
 use std::io::{Read, Write};
@@ -212,28 +211,12 @@ fn main() {
     let keys = env("PS_BENCH_KEYS", 10_000) as u128;
     let rounds = env("PS_BENCH_DELTAS", 3);
     let requests = env("PS_BENCH_REQUESTS", 20_000);
-    let base = std::env::var_os("PS_BENCH_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::tempdir_in(base).unwrap();
-    let mut conf = PageServerConf::defaults(dir.path());
-    if let Ok(engine) = std::env::var("PS_BENCH_ENGINE") {
-        conf.io_engine = engine.parse().unwrap();
-    }
+    let (_dir, conf) = bench_conf();
     // The server's runtime, built as the binary builds it.
-    let workers = env("PS_BENCH_WORKERS", 0);
-    let rt = if workers == 0 {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-            .unwrap()
-    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let constant = Bytes::from(noise(PAGE_SIZE, 4));
     let (server, addr) = rt.block_on(async {
         let server = PageServer::start(conf).await.unwrap();

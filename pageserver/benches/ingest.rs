@@ -19,9 +19,8 @@ mod common;
 
 use axum::routing::post;
 use bytes::Bytes;
-use common::{MIB, TENANT, TIMELINE, bodies};
+use common::{MIB, TENANT, TIMELINE, bench_conf, bodies};
 use layer_format::value::PAGE_SIZE;
-use pageserver::config::PageServerConf;
 use pageserver::server::PageServer;
 use std::time::{Duration, Instant};
 
@@ -49,14 +48,7 @@ async fn main() {
         .ok()
         .map(|v| v.split(',').map(|x| x.parse().unwrap()).collect())
         .unwrap_or_else(|| vec![512, 128]);
-    let base = std::env::var_os("PS_BENCH_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::tempdir_in(base).unwrap();
-    let mut conf = PageServerConf::defaults(dir.path());
-    if let Ok(engine) = std::env::var("PS_BENCH_ENGINE") {
-        conf.io_engine = engine.parse().unwrap();
-    }
+    let (_dir, conf) = bench_conf();
     let server = PageServer::start(conf).await.unwrap();
     let app = server.router_with(
         axum::Router::new().route(

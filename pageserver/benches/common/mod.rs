@@ -1,14 +1,33 @@
 //! What the page server benchmarks share: the ids they create, and request bodies of records.
 #![allow(dead_code, reason = "each benchmark uses part of it")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "benchmark harness: any failure aborts the run"
+)]
 
 use bytes::Bytes;
 use layer_format::value::{PAGE_SIZE, Patch, encode_patches};
 use layer_format::{Key, Lsn, Value};
+use pageserver::config::PageServerConf;
 use pageserver::timeline::{Record, encode_ingest};
 
 pub const TENANT: &str = "0123456789abcdef0123456789abcdef";
 pub const TIMELINE: &str = "fedcba9876543210fedcba9876543210";
 pub const MIB: usize = 1 << 20;
+
+/// A temp directory under `PS_BENCH_DIR` (default: the system temp dir) and a page server
+/// configuration with default settings there, on the engine `PS_BENCH_ENGINE` names, if set.
+pub fn bench_conf() -> (tempfile::TempDir, PageServerConf) {
+    let base = std::env::var_os("PS_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let mut conf = PageServerConf::defaults(dir.path());
+    if let Ok(engine) = std::env::var("PS_BENCH_ENGINE") {
+        conf.io_engine = engine.parse().unwrap();
+    }
+    (dir, conf)
+}
 
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
