@@ -65,24 +65,40 @@ pub struct Node {
 
 /// Encodes a node into a block. Asserts the writer's side of the format's rules.
 pub fn encode_node(level: u8, entries: &[Entry]) -> Box<[u8; BLOCK_SIZE]> {
-    assert!(entries.len() <= NODE_CAPACITY, "node overfull");
     assert!(
         entries.windows(2).all(|w| w[0].pos() < w[1].pos()),
         "node entries out of order"
     );
     let mut b = Box::new([0u8; BLOCK_SIZE]);
+    for (i, e) in entries.iter().enumerate() {
+        put_entry(&mut b, i, e);
+    }
+    seal_node(&mut b, level, entries.len());
+    b
+}
+
+/// Writes entry `i` of a node built in place (the writer fills a leaf record by record and
+/// keeps the entries in order).
+pub fn put_entry(b: &mut [u8; BLOCK_SIZE], i: usize, e: &Entry) {
+    assert!(i < NODE_CAPACITY, "node overfull");
+    let at = NODE_HEADER_SIZE + i * ENTRY_SIZE;
+    let slot: &mut [u8; ENTRY_SIZE] = (&mut b[at..at + ENTRY_SIZE])
+        .try_into()
+        .expect("entry size");
+    slot[..16].copy_from_slice(&e.key.0);
+    slot[16..24].copy_from_slice(&e.lsn.0.to_be_bytes());
+    slot[24..].copy_from_slice(&e.value.to_be_bytes());
+}
+
+/// Writes the header and checksum of a node whose `count` entries are in place and whose
+/// other bytes are zero.
+pub fn seal_node(b: &mut [u8; BLOCK_SIZE], level: u8, count: usize) {
+    assert!(count <= NODE_CAPACITY, "node overfull");
     b[0] = if level == 0 { KIND_LEAF } else { KIND_INTERNAL };
     b[1] = level;
-    b[2..4].copy_from_slice(&(entries.len() as u16).to_be_bytes());
-    for (i, e) in entries.iter().enumerate() {
-        let at = NODE_HEADER_SIZE + i * ENTRY_SIZE;
-        b[at..at + 16].copy_from_slice(&e.key.0);
-        b[at + 16..at + 24].copy_from_slice(&e.lsn.0.to_be_bytes());
-        b[at + 24..at + 32].copy_from_slice(&e.value.to_be_bytes());
-    }
+    b[2..4].copy_from_slice(&u16::try_from(count).expect("below capacity").to_be_bytes());
     let crc = crc32c::crc32c(&b[..CRC_OFFSET]);
     b[CRC_OFFSET..].copy_from_slice(&crc.to_be_bytes());
-    b
 }
 
 /// Why a block is not a valid node.

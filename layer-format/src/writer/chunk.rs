@@ -4,6 +4,10 @@
 //! buffer, and large values (at least [`ZERO_COPY_MIN`] bytes) by reference to the caller's
 //! `Bytes`, which the flusher hands to the kernel as one vectored write (and checksums, in
 //! file order, on its own thread). The chunk keeps the length of everything appended.
+//!
+//! The scratch buffer is never grown: its capacity holds a whole chunk, and `take` swaps in a
+//! spare one (a buffer the flusher has finished writing, when there is one) so that a small-
+//! record writer neither reallocates nor faults in fresh pages for every chunk.
 
 use bytes::{Bytes, BytesMut};
 
@@ -63,9 +67,13 @@ impl Chunk {
         self.position
     }
 
-    /// Takes the gathered segments for writing.
-    pub(super) fn take(&mut self) -> Vec<Bytes> {
-        self.seal_scratch();
+    /// Takes the gathered segments for writing; `spare`, empty, becomes the scratch buffer.
+    pub(super) fn take(&mut self, spare: BytesMut) -> Vec<Bytes> {
+        assert!(spare.is_empty(), "a spare scratch buffer is empty");
+        let full = std::mem::replace(&mut self.scratch, spare);
+        if !full.is_empty() {
+            self.segments.push(full.freeze());
+        }
         self.len = 0;
         std::mem::take(&mut self.segments)
     }
@@ -83,7 +91,7 @@ mod tests {
         c.share(&big);
         c.share(&Bytes::from_static(b"small"));
         assert_eq!(c.len(), 4 + ZERO_COPY_MIN + 5);
-        let segs = c.take();
+        let segs = c.take(BytesMut::new());
         assert_eq!(segs.len(), 3, "scratch, shared value, scratch");
         assert_eq!(
             segs[1].as_ptr(),
@@ -93,6 +101,6 @@ mod tests {
         let all: Vec<u8> = segs.iter().flat_map(|s| s.iter().copied()).collect();
         assert_eq!(c.position(), all.len() as u64);
         assert_eq!(c.len(), 0);
-        assert!(c.take().is_empty());
+        assert!(c.take(BytesMut::new()).is_empty());
     }
 }

@@ -1,8 +1,9 @@
-//! What the two writers share: blob stream, in-memory leaf entries, index and summary encoding,
-//! whole-file checksum, fsync and publish.
+//! What the two writers share: blob stream, index leaves built in memory as records arrive,
+//! upper index levels and summary, whole-file checksum, fsync and publish.
 
 use super::chunk::Chunk;
 use super::flusher::Flusher;
+use super::leaves::{LeafBuilder, Leaves};
 use crate::durable::{self, SyncedFile, TempFile};
 use crate::error::Result;
 use crate::failpoints::io_failpoint;
@@ -69,7 +70,7 @@ pub(super) struct WriterCore {
     lsn_range: Range<Lsn>,
     /// The bytes of the next write, and the length and CRC of the file so far.
     chunk: Chunk,
-    leaves: Vec<Entry>,
+    leaves: LeafBuilder,
     last: Option<(Key, Lsn)>,
 }
 
@@ -77,7 +78,7 @@ impl std::fmt::Debug for WriterCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LayerWriter")
             .field("temp", &self.temp.temp_path())
-            .field("records", &self.leaves.len())
+            .field("records", &self.leaves.records())
             .finish_non_exhaustive()
     }
 }
@@ -117,7 +118,11 @@ impl WriterCore {
             generation,
         };
         let temp = TempFile::create(engine, &dir.join(name.to_string()))?;
-        let flusher = Flusher::start(temp.shared_file(), temp.temp_path().to_path_buf())?;
+        let flusher = Flusher::start(
+            temp.shared_file(),
+            temp.temp_path().to_path_buf(),
+            SCRATCH_CAPACITY,
+        )?;
         Ok(WriterCore {
             kind,
             temp,
@@ -127,13 +132,13 @@ impl WriterCore {
             lsn_range,
             chunk: Chunk::new(SCRATCH_CAPACITY),
             flusher,
-            leaves: Vec::new(),
+            leaves: LeafBuilder::new(),
             last: None,
         })
     }
 
     pub(super) fn record_count(&self) -> u64 {
-        self.leaves.len() as u64
+        self.leaves.records()
     }
 
     pub(super) fn put(&mut self, key: Key, lsn: Lsn, value: &Value) -> Result<()> {
@@ -167,11 +172,7 @@ impl WriterCore {
         header[8] = tag;
         self.chunk.copy(&header);
         self.chunk.share(body);
-        self.leaves.push(Entry {
-            key,
-            lsn,
-            value: offset,
-        });
+        self.leaves.push(key, lsn, offset);
         self.last = Some((key, lsn));
         if self.chunk.len() >= WRITE_CHUNK {
             self.flush()?;
@@ -183,11 +184,22 @@ impl WriterCore {
         if self.chunk.len() == 0 {
             return Ok(());
         }
-        self.flusher.submit(self.chunk.take())
+        let spare = self.flusher.spare();
+        self.flusher.submit(self.chunk.take(spare))
     }
 
     fn append_block(&mut self, block: &[u8; BLOCK_SIZE]) -> Result<()> {
         self.chunk.copy(block);
+        if self.chunk.len() >= WRITE_CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Appends whole blocks by reference.
+    fn append_shared(&mut self, blocks: &bytes::Bytes) -> Result<()> {
+        assert_eq!(blocks.len() % BLOCK_SIZE, 0, "whole blocks");
+        self.chunk.share(blocks);
         if self.chunk.len() >= WRITE_CHUNK {
             self.flush()?;
         }
@@ -213,36 +225,37 @@ impl WriterCore {
         self.chunk.copy(&[0u8; BLOCK_SIZE][..pad as usize]);
         let index_start_block = blob_bytes.div_ceil(BLOCK_SIZE_U64);
 
-        // Leaves, then each level above, bottom-up; each level indexes the one below it.
-        let leaves = std::mem::take(&mut self.leaves);
-        let record_count = leaves.len() as u64;
-        let mut next_block = index_start_block;
-        let mut level_entries = leaves;
-        let mut level = 0u8;
-        let mut leaf_blocks = 0u64;
-        loop {
+        // Leaves, built as records came, then each level above, bottom-up; each level indexes
+        // the one below it.
+        let leaves = std::mem::replace(&mut self.leaves, LeafBuilder::new());
+        let record_count = leaves.records();
+        let Leaves {
+            buffers,
+            firsts,
+            blocks: leaf_blocks,
+        } = leaves.finish();
+        for buffer in &buffers {
+            self.append_shared(buffer)?;
+        }
+        let mut next_block = index_start_block + leaf_blocks;
+        let mut level_entries: Vec<Entry> = (index_start_block..)
+            .zip(firsts)
+            .map(|(block, (key, lsn))| Entry {
+                key,
+                lsn,
+                value: block,
+            })
+            .collect();
+        let mut level = 1u8;
+        while level_entries.len() > 1 {
             let mut parents = Vec::with_capacity(level_entries.len().div_ceil(NODE_CAPACITY));
-            let chunks: Vec<&[Entry]> = if level_entries.is_empty() {
-                vec![&[]]
-            } else {
-                level_entries.chunks(NODE_CAPACITY).collect()
-            };
-            for chunk in chunks {
-                if let Some(first) = chunk.first() {
-                    parents.push(Entry {
-                        key: first.key,
-                        lsn: first.lsn,
-                        value: next_block,
-                    });
-                }
+            for chunk in level_entries.chunks(NODE_CAPACITY) {
+                parents.push(Entry {
+                    value: next_block,
+                    ..chunk[0]
+                });
                 self.append_block(&encode_node(level, chunk))?;
                 next_block += 1;
-            }
-            if level == 0 {
-                leaf_blocks = next_block - index_start_block;
-            }
-            if parents.len() <= 1 {
-                break;
             }
             level_entries = parents;
             level += 1;

@@ -2,9 +2,9 @@
 //!
 //! Both stream records into a temp file (blob stream first, in 1 MiB vectored writes done by a
 //! flusher thread while the next chunk fills; values of 1 KiB and more are written from the
-//! caller's buffers without a copy), keep the index
-//! leaf entries in memory (32 bytes per record), and on `finish` append the index and the
-//! summary, fsync and publish through [`crate::durable`]. Memory is bounded by the record count,
+//! caller's buffers without a copy), build the index
+//! leaves in memory as records arrive (8 KiB per 255 records), and on `finish` append the
+//! leaves, the levels above them and the summary, fsync and publish through [`crate::durable`]. Memory is bounded by the record count,
 //! not the value sizes.
 //!
 //! Contract (asserted: breaking it is a programmer error): records arrive strictly ascending by
@@ -16,6 +16,7 @@ mod core;
 mod delta;
 mod flusher;
 mod image;
+mod leaves;
 
 pub use self::core::{FinishedLayer, LayerInfo};
 pub use delta::DeltaLayerWriter;
