@@ -202,9 +202,19 @@ impl PageServerConf {
     /// Reads `<workdir>/pageserver.toml` if present, then applies `overrides` (TOML
     /// `key = value` lines, as given with `-c`).
     pub fn load(workdir: &Path, overrides: &[String]) -> anyhow::Result<PageServerConf> {
+        Self::load_from(workdir, &workdir.join(CONFIG_FILE), overrides)
+    }
+
+    /// Like [`load`](Self::load), with the settings read from `path` (if present) instead of
+    /// `<workdir>/pageserver.toml`; defaults that name a place (local remote storage) are
+    /// still under `workdir`.
+    pub fn load_from(
+        workdir: &Path,
+        path: &Path,
+        overrides: &[String],
+    ) -> anyhow::Result<PageServerConf> {
         let mut text = String::new();
-        let path = workdir.join(CONFIG_FILE);
-        match std::fs::read_to_string(&path) {
+        match std::fs::read_to_string(path) {
             Ok(t) => text = t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),

@@ -45,8 +45,11 @@ impl RemoteStorage for FirstIndexPutTimesOut {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Option<Bytes>>> {
         self.inner.get(key)
     }
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<String>>> {
-        self.inner.list(prefix)
+    fn list_sized<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<pageserver::remote::ListedObject>>> {
+        self.inner.list_sized(prefix)
     }
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
         self.inner.delete(key)

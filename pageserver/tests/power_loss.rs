@@ -121,8 +121,11 @@ impl RemoteStorage for IndexFirst {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Option<Bytes>>> {
         self.inner.get(key)
     }
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<String>>> {
-        self.inner.list(prefix)
+    fn list_sized<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<pageserver::remote::ListedObject>>> {
+        self.inner.list_sized(prefix)
     }
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
         self.inner.delete(key)
@@ -178,8 +181,11 @@ impl RemoteStorage for DeletesFirst {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Option<Bytes>>> {
         self.inner.get(key)
     }
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<String>>> {
-        self.inner.list(prefix)
+    fn list_sized<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<pageserver::remote::ListedObject>>> {
+        self.inner.list_sized(prefix)
     }
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
         self.inner.delete(key)

@@ -11,6 +11,7 @@
 
 mod index_cmd;
 mod layer_cmd;
+pub mod scrub;
 
 pub use index_cmd::{show_index, validate_index};
 pub use layer_cmd::{show_layer, verify_layer};

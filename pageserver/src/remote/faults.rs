@@ -13,7 +13,7 @@
 //! refuse it). Every injected fault and where each late put landed are counted in
 //! `pageserver_injected_faults_total{kind}`, so that a soak can prove what it exercised.
 
-use super::{PutOutcome, RemoteStorage};
+use super::{ListedObject, PutOutcome, RemoteStorage};
 use crate::lock::MutexExt;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -207,11 +207,14 @@ impl RemoteStorage for FaultyStorage {
         })
     }
 
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<String>>> {
+    fn list_sized<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<ListedObject>>> {
         let delay = self.delay();
         Box::pin(async move {
             tokio::time::sleep(delay).await;
-            self.inner.list(prefix).await
+            self.inner.list_sized(prefix).await
         })
     }
 

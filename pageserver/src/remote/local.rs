@@ -6,7 +6,7 @@
 //! every operation. Directories created for a key are fsynced into their parents. Temp files
 //! never appear in listings.
 
-use super::{PutOutcome, RemoteStorage};
+use super::{ListedObject, PutOutcome, RemoteStorage};
 use crate::lock::MutexExt;
 use anyhow::Context;
 use bytes::Bytes;
@@ -100,7 +100,7 @@ impl LocalFs {
         Ok(Some(Bytes::from(buf)))
     }
 
-    fn list_blocking(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+    fn list_blocking(&self, prefix: &str) -> anyhow::Result<Vec<ListedObject>> {
         Ok(self.walk(prefix)?.0)
     }
 
@@ -125,8 +125,8 @@ impl LocalFs {
         Ok(temps.len())
     }
 
-    /// The keys under `prefix`, sorted, and the temp files among them.
-    fn walk(&self, prefix: &str) -> anyhow::Result<(Vec<String>, Vec<PathBuf>)> {
+    /// The objects under `prefix`, sorted, and the temp files among them.
+    fn walk(&self, prefix: &str) -> anyhow::Result<(Vec<ListedObject>, Vec<PathBuf>)> {
         // Walk from the deepest directory the prefix names completely.
         let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);
         let start = if dir_part.is_empty() {
@@ -152,7 +152,13 @@ impl LocalFs {
                     format!("{key_prefix}/{name}")
                 };
                 let path = dir.join(&name);
-                if self.engine.stat(&path).map(|s| s.is_dir).unwrap_or(false) {
+                let stat = match self.engine.stat(&path) {
+                    Ok(s) => s,
+                    // Deleted since the directory was read.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e).with_context(|| format!("stat {}", path.display())),
+                };
+                if stat.is_dir {
                     if prefix.starts_with(&key) || key.starts_with(prefix) {
                         stack.push((path, key));
                     }
@@ -160,12 +166,15 @@ impl LocalFs {
                     if is_temp_file_name(&name) {
                         temps.push(path);
                     } else {
-                        out.push(key);
+                        out.push(ListedObject {
+                            key,
+                            size: stat.size,
+                        });
                     }
                 }
             }
         }
-        out.sort();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok((out, temps))
     }
 
@@ -204,7 +213,10 @@ impl RemoteStorage for LocalFs {
         let (this, key) = (self.clone(), key.to_string());
         Box::pin(blocking(move || this.get_blocking(&key)))
     }
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<String>>> {
+    fn list_sized<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<ListedObject>>> {
         let (this, prefix) = (self.clone(), prefix.to_string());
         Box::pin(blocking(move || this.list_blocking(&prefix)))
     }

@@ -27,6 +27,15 @@ pub enum PutOutcome {
     AlreadyExists,
 }
 
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    /// Its key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
 /// The operations this server needs from an object store. Keys are `/`-separated relative
 /// paths (see `index_part::names`).
 pub trait RemoteStorage: Send + Sync + fmt::Debug {
@@ -38,8 +47,16 @@ pub trait RemoteStorage: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, anyhow::Result<PutOutcome>>;
     /// Reads `key`; `None` if it does not exist.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Option<Bytes>>>;
-    /// Every key that starts with `prefix`.
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<String>>>;
+    /// Every object whose key starts with `prefix`, with its size, sorted by key.
+    fn list_sized<'a>(&'a self, prefix: &'a str)
+    -> BoxFuture<'a, anyhow::Result<Vec<ListedObject>>>;
+    /// Every key that starts with `prefix`, sorted.
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<String>>> {
+        Box::pin(async move {
+            let listed = self.list_sized(prefix).await?;
+            Ok(listed.into_iter().map(|o| o.key).collect())
+        })
+    }
     /// Deletes `key` (no error if it is already gone).
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
     /// Removes what interrupted puts left under `prefix` (temp files of the local backend;

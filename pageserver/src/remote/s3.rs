@@ -5,7 +5,7 @@
 //! `AWS_SECRET_ACCESS_KEY`; a plain `http://` endpoint is accepted (meant for loopback). Every
 //! key is placed under the configured prefix.
 
-use super::{PutOutcome, RemoteStorage};
+use super::{ListedObject, PutOutcome, RemoteStorage};
 use anyhow::Context;
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -110,7 +110,10 @@ impl RemoteStorage for S3 {
         })
     }
 
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<String>>> {
+    fn list_sized<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<ListedObject>>> {
         Box::pin(async move {
             // object_store lists by directory: list the deepest complete directory, filter.
             let dir = prefix.rfind('/').map_or("", |i| &prefix[..i]);
@@ -126,13 +129,16 @@ impl RemoteStorage for S3 {
                 .try_collect()
                 .await
                 .with_context(|| format!("list {prefix}"))?;
-            let mut keys: Vec<String> = metas
+            let mut listed: Vec<ListedObject> = metas
                 .iter()
-                .map(|m| self.key_of(&m.location))
-                .filter(|k| k.starts_with(prefix))
+                .map(|m| ListedObject {
+                    key: self.key_of(&m.location),
+                    size: m.size,
+                })
+                .filter(|o| o.key.starts_with(prefix))
                 .collect();
-            keys.sort();
-            Ok(keys)
+            listed.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(listed)
         })
     }
 

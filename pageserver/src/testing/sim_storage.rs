@@ -20,7 +20,7 @@
 //! a later create with other bytes (after a delete) is recorded as a violation, since a reader
 //! of an older index could then fetch bytes it never promised.
 
-use crate::remote::{PutOutcome, RemoteStorage};
+use crate::remote::{ListedObject, PutOutcome, RemoteStorage};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap};
@@ -326,14 +326,20 @@ impl RemoteStorage for SimStorage {
         Box::pin(async move { Ok(self.lock().objects.get(key).cloned()) })
     }
 
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<String>>> {
+    fn list_sized<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<ListedObject>>> {
         Box::pin(async move {
             Ok(self
                 .lock()
                 .objects
                 .range(prefix.to_string()..)
                 .take_while(|(k, _)| k.starts_with(prefix))
-                .map(|(k, _)| k.clone())
+                .map(|(k, v)| ListedObject {
+                    key: k.clone(),
+                    size: v.len() as u64,
+                })
                 .collect())
         })
     }
