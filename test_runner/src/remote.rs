@@ -152,4 +152,36 @@ impl Remote {
     pub async fn get(&self, key: &str) -> anyhow::Result<Option<Bytes>> {
         self.storage.get(key).await
     }
+
+    /// Every object under `prefix` with its size, sorted by key.
+    pub async fn list_sized(&self, prefix: &str) -> anyhow::Result<Vec<(String, u64)>> {
+        let listed = self.storage.list_sized(prefix).await?;
+        Ok(listed.into_iter().map(|o| (o.key, o.size)).collect())
+    }
+
+    /// Creates `key` (a test planting an object as a failure would have left it).
+    pub async fn put(&self, key: &str, data: Bytes) -> anyhow::Result<()> {
+        let outcome = self.storage.put_if_absent(key, data).await?;
+        anyhow::ensure!(
+            outcome == pageserver::remote::PutOutcome::Created,
+            "{key} already exists"
+        );
+        Ok(())
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
+        self.storage.delete(key).await
+    }
+
+    /// The arguments and environment that point `pagectl` at this storage, as the server.
+    pub fn pagectl_args(&self, workdir: &Path) -> (Vec<String>, Vec<(String, String)>) {
+        let args = vec![
+            "--workdir".to_string(),
+            workdir.to_str().expect("UTF-8 path").to_string(),
+            "-c".to_string(),
+            self.config.clone(),
+        ];
+        (args, self.env.clone())
+    }
 }

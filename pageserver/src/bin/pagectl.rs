@@ -25,6 +25,43 @@ enum Command {
     /// Inspect a layer file.
     #[command(subcommand)]
     Layer(LayerCmd),
+    /// Check remote storage against the indexes: every referenced object present with its
+    /// size (and with --verify-checksums its CRC32C), orphans, stale index versions. Exit code
+    /// 0 clean, 1 problems found, 2 could not run.
+    Scrub {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Download every referenced layer object and check its CRC32C.
+        #[arg(long)]
+        verify_checksums: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Index versions kept below the authoritative one.
+        #[arg(long, default_value_t = 5)]
+        keep_index_versions: usize,
+    },
+    /// Delete what scrub proves unreferenced (dry run unless --delete). Exit code 0 done,
+    /// 2 could not run.
+    PurgeGarbage {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Delete; without it nothing is changed.
+        #[arg(long)]
+        delete: bool,
+        /// Index versions kept below the authoritative one.
+        #[arg(long, default_value_t = 5)]
+        keep_index_versions: usize,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Mint a JWT for the HTTP API, signed with an Ed25519 private key (PEM); prints it.
     Token {
         /// The private key (`openssl genpkey -algorithm ed25519 -out KEY`).
@@ -91,6 +128,122 @@ fn humantime_duration(t: &str) -> Result<std::time::Duration, String> {
     pageserver::config::parse_duration(t).map_err(|e| format!("--ttl {t:?}: {e}"))
 }
 
+/// Where the remote storage settings come from: the server's own configuration.
+#[derive(clap::Args)]
+struct RemoteArgs {
+    /// The server's work directory: its pageserver.toml is read exactly as the server does.
+    #[arg(long, default_value = ".pageserver")]
+    workdir: PathBuf,
+    /// Read the settings from this file instead of <workdir>/pageserver.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a setting, as TOML, as the server's -c does.
+    #[arg(short = 'c', value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+impl RemoteArgs {
+    /// Opens the configured remote storage without creating anything.
+    fn open(&self) -> anyhow::Result<std::sync::Arc<dyn pageserver::remote::RemoteStorage>> {
+        use anyhow::Context;
+        use pageserver::config::{PageServerConf, RemoteStorageConfig};
+        let conf = match &self.config {
+            Some(file) => {
+                anyhow::ensure!(file.is_file(), "--config {}: no such file", file.display());
+                PageServerConf::load_from(&self.workdir, file, &self.overrides)?
+            }
+            None => {
+                anyhow::ensure!(
+                    self.workdir.is_dir(),
+                    "--workdir {}: no such directory",
+                    self.workdir.display()
+                );
+                PageServerConf::load(&self.workdir, &self.overrides)?
+            }
+        };
+        if let RemoteStorageConfig::Local { local_path } = &conf.remote_storage {
+            anyhow::ensure!(
+                local_path.is_dir(),
+                "remote storage {}: no such directory",
+                local_path.display()
+            );
+        }
+        let engine = layer_format::io::open_engine(layer_format::io::EngineChoice::Std)
+            .context("open the I/O engine")?;
+        pageserver::server::open_storage(&conf, &engine)
+    }
+}
+
+fn scrub_options(
+    tenant: Option<String>,
+    verify_checksums: bool,
+    keep_index_versions: usize,
+    progress: bool,
+) -> anyhow::Result<pagectl::scrub::ScrubOptions> {
+    let tenant = tenant
+        .map(|t| t.parse().map_err(|e| anyhow::anyhow!("--tenant {t}: {e}")))
+        .transpose()?;
+    Ok(pagectl::scrub::ScrubOptions {
+        tenant,
+        verify_checksums,
+        keep_index_versions,
+        progress,
+    })
+}
+
+/// Runs a remote command on a runtime of its own; errors exit 2.
+fn run_remote(f: impl std::future::Future<Output = anyhow::Result<u8>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: start a runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(f) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn scrub_cmd(
+    remote: RemoteArgs,
+    opts: anyhow::Result<pagectl::scrub::ScrubOptions>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let (storage, opts) = (remote.open()?, opts?);
+    let report = pagectl::scrub::scrub(&*storage, &opts).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", pagectl::scrub::render_text(&report));
+    }
+    Ok(if report.clean() { 0 } else { 1 })
+}
+
+async fn purge_cmd(
+    remote: RemoteArgs,
+    opts: anyhow::Result<pagectl::scrub::ScrubOptions>,
+    delete: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let (storage, opts) = (remote.open()?, opts?);
+    let report = pagectl::scrub::scrub(&*storage, &opts).await?;
+    let outcome = pagectl::scrub::purge(&*storage, &report, delete).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        print!("{}", pagectl::scrub::render_purge(&outcome));
+    }
+    Ok(0)
+}
+
 #[derive(Subcommand)]
 enum IndexCmd {
     /// Summarize an index: layer counts by kind, LSN bounds, total size.
@@ -152,6 +305,26 @@ fn main() -> ExitCode {
         Command::Layer(LayerCmd::Show { file }) => emit(pagectl::show_layer(&file)),
         Command::Layer(LayerCmd::Verify { file, checksum }) => {
             emit(pagectl::verify_layer(&file, checksum))
+        }
+        Command::Scrub {
+            remote,
+            tenant,
+            verify_checksums,
+            json,
+            keep_index_versions,
+        } => {
+            let opts = scrub_options(tenant, verify_checksums, keep_index_versions, !json);
+            run_remote(scrub_cmd(remote, opts, json))
+        }
+        Command::PurgeGarbage {
+            remote,
+            tenant,
+            delete,
+            keep_index_versions,
+            json,
+        } => {
+            let opts = scrub_options(tenant, false, keep_index_versions, false);
+            run_remote(purge_cmd(remote, opts, delete, json))
         }
         Command::Token {
             key,

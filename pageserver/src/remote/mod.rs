@@ -48,8 +48,10 @@ pub trait RemoteStorage: Send + Sync + fmt::Debug {
     /// Reads `key`; `None` if it does not exist.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Option<Bytes>>>;
     /// Every object whose key starts with `prefix`, with its size, sorted by key.
-    fn list_sized<'a>(&'a self, prefix: &'a str)
-    -> BoxFuture<'a, anyhow::Result<Vec<ListedObject>>>;
+    fn list_sized<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<ListedObject>>>;
     /// Every key that starts with `prefix`, sorted.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<String>>> {
         Box::pin(async move {

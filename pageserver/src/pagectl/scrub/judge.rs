@@ -25,8 +25,8 @@
 //! generation claims (I8).
 
 use crate::remote::ListedObject;
-use index_part::names::{Generation, IndexObjectName, LayerFileName};
 use index_part::IndexPart;
+use index_part::names::{Generation, IndexObjectName, LayerFileName};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -266,7 +266,9 @@ pub fn judge(
             v.garbage.push(Garbage {
                 object: o.key.clone(),
                 size: o.size,
-                reason: format!("index version {name} is older than {auth_name} and the {keep} kept before it"),
+                reason: format!(
+                    "index version {name} is older than {auth_name} and the {keep} kept before it"
+                ),
             });
         } else {
             v.kept.push(Kept {

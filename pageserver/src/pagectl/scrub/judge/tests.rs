@@ -130,7 +130,11 @@ fn an_older_generation_orphan_is_garbage_once_the_current_generation_has_an_inde
     ];
     let v = judge_listing(&objects, 2, std::slice::from_ref(&kept), 5);
     assert_eq!(kinds(&v), vec![("orphan", orphan.to_string())]);
-    let garbage: Vec<_> = v.garbage.iter().map(|g| (g.object.clone(), g.size)).collect();
+    let garbage: Vec<_> = v
+        .garbage
+        .iter()
+        .map(|g| (g.object.clone(), g.size))
+        .collect();
     assert_eq!(garbage, vec![(format!("{PREFIX}{orphan}"), 55)]);
 
     // The current generation 3 has not uploaded an index: the same orphan is kept.
@@ -138,7 +142,11 @@ fn an_older_generation_orphan_is_garbage_once_the_current_generation_has_an_inde
     assert_eq!(kinds(&v), vec![("orphan", orphan.to_string())]);
     assert!(v.garbage.is_empty());
     assert_eq!(v.kept.len(), 1);
-    assert!(v.kept[0].reason.contains("has not uploaded an index"), "{:?}", v.kept);
+    assert!(
+        v.kept[0].reason.contains("has not uploaded an index"),
+        "{:?}",
+        v.kept
+    );
 }
 
 #[test]
@@ -190,8 +198,14 @@ fn unknown_objects_and_unclaimed_generations_are_problems_and_block_deletion() {
     ];
     let v = judge_listing(&objects, 2, &[], 0);
     let got = kinds(&v);
-    assert!(got.contains(&("unknown_object", "notes.txt".into())), "{got:?}");
-    assert!(got.contains(&("unknown_object", "nested/thing".into())), "{got:?}");
+    assert!(
+        got.contains(&("unknown_object", "notes.txt".into())),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("unknown_object", "nested/thing".into())),
+        "{got:?}"
+    );
     assert!(got.contains(&("unclaimed_generation", index_name(5, 1).to_string())));
     assert!(got.contains(&("orphan", orphan.to_string())));
     assert!(v.garbage.is_empty(), "{:?}", v.garbage);
@@ -208,7 +222,11 @@ fn unknown_objects_and_unclaimed_generations_are_problems_and_block_deletion() {
     let v = judge_listing(&objects, 2, &[], 0);
     assert!(kinds(&v).contains(&("unclaimed_generation", newer.to_string())));
     assert!(v.garbage.is_empty(), "{:?}", v.garbage);
-    assert!(v.kept.iter().any(|k| k.object.ends_with(&newer.to_string())));
+    assert!(
+        v.kept
+            .iter()
+            .any(|k| k.object.ends_with(&newer.to_string()))
+    );
 }
 
 #[test]
@@ -227,7 +245,10 @@ fn an_unreadable_index_or_no_index_is_a_problem_and_deletes_nothing() {
         Some((index_name(1, 2), Err("bad json".into()))),
         0,
     );
-    assert_eq!(kinds(&v), vec![("unreadable_index", index_name(1, 2).to_string())]);
+    assert_eq!(
+        kinds(&v),
+        vec![("unreadable_index", index_name(1, 2).to_string())]
+    );
     assert!(v.garbage.is_empty());
     let v = judge(PREFIX, &objects[..1], current, None, 0);
     assert_eq!(kinds(&v), vec![("no_index", a.to_string())]);
