@@ -1,4 +1,4 @@
-//! `pagectl`: offline tools for operators, on files copied out of a work directory or bucket.
+//! `pagectl`: tools for operators, on files copied out of a work directory, and on the bucket.
 //!
 //! * `pagectl index-part show FILE`: what an index holds (layer counts by kind, LSN bounds,
 //!   total size, generations).
@@ -7,7 +7,11 @@
 //! * `pagectl layer show FILE` / `pagectl layer verify FILE [--checksum CRC]`: a layer file's
 //!   summary, and a check of every byte.
 //!
-//! Exit codes: 0 valid, 1 invalid or corrupt, 2 the file could not be read (or bad usage).
+//! * `pagectl scrub` / `pagectl purge-garbage`: remote storage checked against the indexes,
+//!   and what they prove unreferenced deleted ([`scrub`]; runbook in docs/operations.md).
+//!
+//! Exit codes: 0 valid, 1 invalid or corrupt (problems found), 2 the input could not be read
+//! (or bad usage).
 
 mod index_cmd;
 mod layer_cmd;
