@@ -265,6 +265,18 @@ enum LayerCmd {
         /// The layer file.
         file: PathBuf,
     },
+    /// Print the records of a layer file, one per line, in (key, LSN) order; exit code 1 if the
+    /// file turns out corrupt (the lines before the damage are printed).
+    Dump {
+        /// The layer file.
+        file: PathBuf,
+        /// Only the records of this key (32 hex digits).
+        #[arg(long)]
+        key: Option<String>,
+        /// Only the records at or below this LSN (X/Y).
+        #[arg(long)]
+        lsn: Option<String>,
+    },
     /// Check every block, blob and checksum of a layer file; exit code 0 if sound, 1 if not.
     Verify {
         /// The layer file.
@@ -303,6 +315,34 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Layer(LayerCmd::Show { file }) => emit(pagectl::show_layer(&file)),
+        Command::Layer(LayerCmd::Dump { file, key, lsn }) => {
+            let key = match key.map(|k| k.parse::<layer_format::Key>()).transpose() {
+                Ok(k) => k,
+                Err(e) => {
+                    eprintln!("error: --key: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let lsn = match lsn.map(|l| l.parse::<layer_format::Lsn>()).transpose() {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: --lsn: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let outcome = pagectl::dump_layer(&file, key, lsn, &mut out);
+            let flushed = std::io::Write::flush(&mut out);
+            drop(out);
+            if let Err(e) = flushed
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                eprintln!("error: write the dump: {e}");
+                return ExitCode::from(2);
+            }
+            emit(outcome)
+        }
         Command::Layer(LayerCmd::Verify { file, checksum }) => {
             emit(pagectl::verify_layer(&file, checksum))
         }

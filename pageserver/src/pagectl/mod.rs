@@ -6,6 +6,9 @@
 //!   1 and the error if not.
 //! * `pagectl layer show FILE` / `pagectl layer verify FILE [--checksum CRC]`: a layer file's
 //!   summary, and a check of every byte.
+//! * `pagectl layer dump FILE [--key K] [--lsn L]`: the records, one per line (key, LSN, kind,
+//!   size; an image's CRC32C, a delta's patches as offset+length), of key K only and at or
+//!   below LSN L only.
 //!
 //! * `pagectl scrub` / `pagectl purge-garbage`: remote storage checked against the indexes,
 //!   and what they prove unreferenced deleted ([`scrub`]; runbook in docs/operations.md).
@@ -18,7 +21,7 @@ mod layer_cmd;
 pub mod scrub;
 
 pub use index_cmd::{show_index, validate_index};
-pub use layer_cmd::{show_layer, verify_layer};
+pub use layer_cmd::{dump_layer, show_layer, verify_layer};
 
 /// What a command found: its report, and whether the input was valid.
 #[derive(Debug)]
