@@ -87,6 +87,9 @@ pub struct Metrics {
     pub page_cache_evictions: IntCounter,
     /// Bytes the page cache holds.
     pub page_cache_bytes: prometheus::IntGauge,
+    /// Entries (`files`) and bytes (`bytes`) in the `lost+found/` directories of the live
+    /// timelines, read at every scrape.
+    pub lost_found: IntGaugeVec,
     /// Serialises scrapes: the per-timeline gauges are rebuilt from scratch at each.
     pub scrape: std::sync::Mutex<()>,
 }
@@ -203,6 +206,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             r.register(Box::new(g.clone())).expect("registered once");
             g
         },
+        lost_found: gauge_vec(
+            &r,
+            "pageserver_lost_found",
+            "Entries (unit=files) and bytes (unit=bytes) in the lost+found directories of the live timelines",
+            &["unit"],
+        ),
         scrape: std::sync::Mutex::new(()),
         broken: counter_vec(
             &r,

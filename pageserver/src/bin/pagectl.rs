@@ -62,6 +62,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The files the server moved to lost+found/ in the timelines of a work directory.
+    #[command(name = "lost-found", subcommand)]
+    LostFound(LostFoundCmd),
     /// Mint a JWT for the HTTP API, signed with an Ed25519 private key (PEM); prints it.
     Token {
         /// The private key (`openssl genpkey -algorithm ed25519 -out KEY`).
@@ -245,6 +248,25 @@ async fn purge_cmd(
 }
 
 #[derive(Subcommand)]
+enum LostFoundCmd {
+    /// List every entry (path, size, how long ago it was moved in), oldest first.
+    List {
+        /// The server's work directory.
+        #[arg(long, default_value = ".pageserver")]
+        workdir: PathBuf,
+    },
+    /// Remove the entries moved in more than the given time ago (e.g. 7d).
+    Clean {
+        /// The server's work directory.
+        #[arg(long, default_value = ".pageserver")]
+        workdir: PathBuf,
+        /// Age beyond which an entry is removed, e.g. `30d` or `12h`.
+        #[arg(long)]
+        older_than: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum IndexCmd {
     /// Summarize an index: layer counts by kind, LSN bounds, total size.
     Show {
@@ -366,6 +388,19 @@ fn main() -> ExitCode {
             let opts = scrub_options(tenant, false, keep_index_versions, false);
             run_remote(purge_cmd(remote, opts, delete, json))
         }
+        Command::LostFound(LostFoundCmd::List { workdir }) => {
+            emit(pagectl::list_lost_found(&workdir))
+        }
+        Command::LostFound(LostFoundCmd::Clean {
+            workdir,
+            older_than,
+        }) => match pageserver::config::parse_duration(&older_than) {
+            Ok(age) => emit(pagectl::clean_lost_found(&workdir, age)),
+            Err(e) => {
+                eprintln!("error: --older-than {older_than:?}: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Token {
             key,
             scope,

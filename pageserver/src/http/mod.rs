@@ -617,8 +617,39 @@ async fn failpoint_pauses() -> ApiResult<Response> {
 
 async fn metrics(State(s): State<Arc<PageServer>>) -> Response {
     use crate::lock::MutexExt;
+    // lost+found/ of the live timelines: one directory read each, off the async threads.
+    let dirs: Vec<std::path::PathBuf> = s
+        .tenants
+        .list()
+        .iter()
+        .flat_map(|t| t.timelines())
+        .map(|tl| tl.dir.clone())
+        .collect();
+    let scanned = tokio::task::spawn_blocking(move || {
+        let (mut files, mut bytes) = (0u64, 0u64);
+        for d in dirs {
+            match crate::timeline::lost_found::list(&d) {
+                Ok(entries) => {
+                    files += entries.len() as u64;
+                    bytes += entries.iter().map(|e| e.size).sum::<u64>();
+                }
+                Err(e) => tracing::warn!(dir = %d.display(), "read lost+found: {e}"),
+            }
+        }
+        (files, bytes)
+    })
+    .await;
     let m = &crate::metrics::METRICS;
     let _scrape = m.scrape.lock_unpoisoned();
+    if let Ok((files, bytes)) = scanned {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        m.lost_found
+            .with_label_values(&["files"])
+            .set(as_i64(files));
+        m.lost_found
+            .with_label_values(&["bytes"])
+            .set(as_i64(bytes));
+    }
     let tenants = s.tenants.list();
     // The page cache's counters live in the cache; bring the metrics up to them.
     let cache = crate::page_cache::get().stats();

@@ -17,6 +17,7 @@ mod inmemory;
 mod install;
 mod layer;
 pub mod layer_map;
+pub mod lost_found;
 #[cfg(feature = "testing")]
 pub mod mutation;
 mod publish;
