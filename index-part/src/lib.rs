@@ -20,7 +20,7 @@ mod validate;
 
 pub use error::{IndexError, SelectError};
 pub use names::{Generation, IndexObjectName, LayerFileName, LayerName, TenantId, TimelineId};
-pub use parse::ParseMode;
+pub use parse::{LevelInference, ParseMode};
 pub use schema::{
     IndexPart, LATEST_VERSION, LayerMetadata, Level, TimelineMetadata, whole_seconds,
 };

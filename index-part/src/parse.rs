@@ -274,17 +274,46 @@ fn convert(raw: Raw) -> Result<IndexPart, IndexError> {
 /// `schema.rs`): a partial-key delta is L1; a whole-key-space delta is L0 unless a partial-key
 /// delta lies at or above its end.
 fn infer_levels(layers: &mut BTreeMap<LayerName, LayerMetadata>) {
-    let whole = |n: &LayerName| n.key_range().start == Key::MIN && n.key_range().end == Key::MAX;
-    let highest_partial_start = layers
-        .keys()
-        .filter(|n| n.is_delta() && !whole(n))
-        .map(|n| n.lsn_range().start)
-        .max();
+    let inference = LevelInference::new(layers.keys());
     for (name, meta) in layers.iter_mut() {
-        if !name.is_delta() {
-            continue;
-        }
-        let l0 = whole(name) && highest_partial_start.is_none_or(|s| s < name.lsn_range().end);
-        meta.level = Some(if l0 { Level::L0 } else { Level::L1 });
+        meta.level = inference.level(name);
     }
+}
+
+/// The rule that gives delta layers their level when nothing recorded it (indexes before
+/// version 3, and layer files seen without an index): a partial-key delta is L1; a
+/// whole-key-space delta is L0 unless a partial-key delta lies at or above its end.
+#[derive(Debug, Clone, Copy)]
+pub struct LevelInference {
+    highest_partial_start: Option<Lsn>,
+}
+
+impl LevelInference {
+    /// The rule for a timeline whose layers are `names`.
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a LayerName>) -> LevelInference {
+        let highest_partial_start = names
+            .into_iter()
+            .filter(|n| n.is_delta() && !whole(n))
+            .map(|n| n.lsn_range().start)
+            .max();
+        LevelInference {
+            highest_partial_start,
+        }
+    }
+
+    /// The level of `name`; `None` for an image layer.
+    pub fn level(&self, name: &LayerName) -> Option<Level> {
+        if !name.is_delta() {
+            return None;
+        }
+        let l0 = whole(name)
+            && self
+                .highest_partial_start
+                .is_none_or(|s| s < name.lsn_range().end);
+        Some(if l0 { Level::L0 } else { Level::L1 })
+    }
+}
+
+fn whole(n: &LayerName) -> bool {
+    n.key_range().start == Key::MIN && n.key_range().end == Key::MAX
 }

@@ -62,6 +62,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Timelines.
+    #[command(subcommand)]
+    Timeline(TimelineCmd),
     /// The files the server moved to lost+found/ in the timelines of a work directory.
     #[command(name = "lost-found", subcommand)]
     LostFound(LostFoundCmd),
@@ -248,6 +251,23 @@ async fn purge_cmd(
 }
 
 #[derive(Subcommand)]
+enum TimelineCmd {
+    /// Draw the layer map as SVG on standard output: from the local timeline directory, or
+    /// with --remote from the authoritative index in remote storage.
+    Draw {
+        /// The tenant.
+        tenant: String,
+        /// The timeline.
+        timeline: String,
+        /// Read the authoritative index from remote storage instead of the local directory.
+        #[arg(long)]
+        remote: bool,
+        #[command(flatten)]
+        settings: RemoteArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum LostFoundCmd {
     /// List every entry (path, size, how long ago it was moved in), oldest first.
     List {
@@ -388,6 +408,26 @@ fn main() -> ExitCode {
             let opts = scrub_options(tenant, false, keep_index_versions, false);
             run_remote(purge_cmd(remote, opts, delete, json))
         }
+        Command::Timeline(TimelineCmd::Draw {
+            tenant,
+            timeline,
+            remote,
+            settings,
+        }) => run_remote(async move {
+            let t: index_part::names::TenantId = tenant
+                .parse()
+                .map_err(|e| anyhow::anyhow!("tenant {tenant}: {e}"))?;
+            let tl: index_part::names::TimelineId = timeline
+                .parse()
+                .map_err(|e| anyhow::anyhow!("timeline {timeline}: {e}"))?;
+            let drawing = if remote {
+                pagectl::draw_remote(&*settings.open()?, t, tl).await?
+            } else {
+                pagectl::draw_local(&settings.workdir, t, tl)?
+            };
+            print!("{drawing}");
+            Ok(0)
+        }),
         Command::LostFound(LostFoundCmd::List { workdir }) => {
             emit(pagectl::list_lost_found(&workdir))
         }

@@ -89,6 +89,11 @@ fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<PageServer>>)> {
             get(layers),
         ),
         (
+            Method::GET,
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/layer_map.svg",
+            get(layer_map_svg),
+        ),
+        (
             Method::PUT,
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/gc",
             put(gc),
@@ -574,6 +579,15 @@ async fn layers(
 ) -> ApiResult<Response> {
     let (_, timeline) = lookup(&s, &t, &tl)?;
     Ok(Json(serde_json::json!({ "layers": timeline.layer_list() })).into_response())
+}
+
+async fn layer_map_svg(
+    State(s): State<Arc<PageServer>>,
+    Path((t, tl)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (_, timeline) = lookup(&s, &t, &tl)?;
+    let svg = timeline.layer_map_svg();
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
 
 #[cfg(feature = "testing")]

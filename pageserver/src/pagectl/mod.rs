@@ -12,17 +12,21 @@
 //!
 //! * `pagectl scrub` / `pagectl purge-garbage`: remote storage checked against the indexes,
 //!   and what they prove unreferenced deleted ([`scrub`]; runbook in docs/operations.md).
+//! * `pagectl timeline draw T TL [--remote]`: the layer map as SVG, from the local directory or
+//!   the authoritative index (also served at `GET .../layer_map.svg`).
 //! * `pagectl lost-found list|clean --older-than D`: the files the server quarantined in the
 //!   timelines of a work directory, and their removal once old enough.
 //!
 //! Exit codes: 0 valid, 1 invalid or corrupt (problems found), 2 the input could not be read
 //! (or bad usage).
 
+mod draw_cmd;
 mod index_cmd;
 mod layer_cmd;
 mod lost_found_cmd;
 pub mod scrub;
 
+pub use draw_cmd::{draw_local, draw_remote};
 pub use index_cmd::{show_index, validate_index};
 pub use layer_cmd::{dump_layer, show_layer, verify_layer};
 pub use lost_found_cmd::{clean_lost_found, list_lost_found};

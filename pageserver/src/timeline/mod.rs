@@ -9,6 +9,7 @@
 //! compactions and image creation.
 
 mod compaction;
+pub mod draw;
 mod flush;
 mod gc;
 mod images;
@@ -592,6 +593,29 @@ impl Timeline {
                 }
             })
             .collect()
+    }
+
+    /// The layer map drawn as SVG ([`draw`]), with the GC cutoff and `remote_consistent_lsn`.
+    pub fn layer_map_svg(&self) -> String {
+        let (layers, gc_cutoff) = {
+            let l = self.layers_read();
+            let layers: Vec<draw::Drawn> = l
+                .map
+                .layers()
+                .map(|h| draw::Drawn {
+                    name: h.name.clone(),
+                    level: h.meta.level,
+                    generation: h.meta.generation,
+                })
+                .collect();
+            (layers, l.map.gc_cutoff_lsn())
+        };
+        let marks = draw::Marks {
+            gc_cutoff: (gc_cutoff > Lsn(0)).then_some(gc_cutoff),
+            remote_consistent: Some(self.uploads.state().remote_consistent_lsn()),
+        };
+        let title = format!("tenant {} timeline {}", self.tenant_id, self.timeline_id);
+        draw::svg(&title, &layers, &marks)
     }
 
     /// Ingests a request body (brief section 6): all records or none.
