@@ -140,7 +140,7 @@ struct RemoteArgs {
     /// The server's work directory: its pageserver.toml is read exactly as the server does.
     #[arg(long, default_value = ".pageserver")]
     workdir: PathBuf,
-    /// Read the settings from this file instead of <workdir>/pageserver.toml.
+    /// Read the settings from this file instead of WORKDIR/pageserver.toml.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Override a setting, as TOML, as the server's -c does.
