@@ -1,26 +1,37 @@
 //! The rules of `scrub` and `purge-garbage` for one timeline, as pure functions of a listing,
-//! the tenant's highest generation claim and the authoritative index: what is wrong, what is
-//! provably garbage, and what must be kept although nothing references it.
+//! the tenant's highest generation claim and the index versions as read: what is wrong, what is
+//! provably garbage, and what must be kept although the authoritative index does not
+//! reference it.
 //!
 //! **Why deleting the garbage is safe** (no clock, no coordination with a live attachment).
-//! Let G be the highest generation claimed when the scrub listed the claims, and `A` the
-//! authoritative index found after that, the highest index version of generation at most G.
-//! Nothing of a timeline is garbage unless `A` is of generation G itself (the current
-//! attachment has uploaded an index) and no index of a higher generation was seen. Then:
+//! Let G be the highest generation claimed, listed before the timelines and again after them
+//! (and once more by purge just before it deletes: if it changed, nothing of the tenant is
+//! deleted), and `A` the authoritative index, the highest index version of generation at most
+//! G. Nothing of a timeline is garbage unless `A` is of generation G (the current attachment has
+//! uploaded an index) and no object of a generation above G was listed in the tenant.
 //!
-//! * A layer object of a generation below G that `A` does not reference is never referenced
-//!   again. Every index that the attachment of G writes after `A` derives from its layer map,
-//!   which only loses layers of older generations (new layers carry G). An attachment that
-//!   claims later loads an index at least as new as `A` (it claims, then lists; `A` is never
-//!   deleted), so it starts from a subset of `A`'s older layers. A fenced attachment of an
-//!   older generation may still upload, but its indexes sort below `A` and are never chosen.
-//! * A layer object of generation G (or above: claimed since the listing) that nothing
-//!   references may be an upload in flight (the index naming it not uploaded yet): always
-//!   kept, and one above G blocks every deletion in its timeline.
-//! * An index version below `A` is never chosen again by anyone (selection takes the highest
-//!   at or below the attachment's generation, and `A` stays); the newest `keep` of them are
-//!   kept anyway, for operators.
+//! The facts the argument rests on: the server never deletes an index version; every layer a
+//! live attachment (or an incarnation of it after a reset) holds of a generation below its own
+//! came from the index version it loaded, which existed when it listed; new layers carry the
+//! writer's generation; an index version that lands late (an ambiguous put of a stopped
+//! incarnation or of a fenced attachment) is derived from some loaded state in the same way.
 //!
+//! * A layer object of a generation below G is garbage only if **no listed index version**
+//!   references it (not only `A`: after a reset, an incarnation may have loaded an older
+//!   version than `A`, when `A` landed late). Such an object was never referenced by any index
+//!   that existed when it was listed, so no live state holds it, and no later index can name it
+//!   (later indexes of G derive from live state; a late index of an older generation sorts below
+//!   `A` and is never chosen by G or anyone after).
+//! * An index version below `A` is garbage, beyond the newest `keep`, only if every listed layer
+//!   it references is referenced by `A` too. So purge never leaves a listed layer referenced by
+//!   no index version: the invariant above survives every purge, and the first rule stays sound
+//!   across runs.
+//! * A layer object of generation G (or above: claimed since the listing) that nothing references
+//!   may be an upload in flight (the index naming it not uploaded yet): always kept, and one
+//!   above G blocks every deletion in its tenant.
+//!
+//! What purge therefore leaves in place: a stale attachment's layers named by its own late index
+//! versions (scrub reports them), until a newer version that no longer lists them exists.
 //! Objects whose names this build does not recognise are reported and never deleted; nor are
 //! generation claims (I8).
 
@@ -28,7 +39,7 @@ use crate::remote::ListedObject;
 use index_part::IndexPart;
 use index_part::names::{Generation, IndexObjectName, LayerFileName};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What kind of object of a timeline a listing entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +70,7 @@ pub fn classify(prefix: &str, key: &str) -> Entry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     /// `missing`, `wrong_size`, `bad_checksum`, `unreadable_index`, `no_index`,
-    /// `unclaimed_generation`, `orphan` or `unknown_object`.
+    /// `unclaimed_generation`, `claims_changed`, `orphan` or `unknown_object`.
     pub kind: &'static str,
     /// The object concerned.
     pub object: String,
@@ -78,7 +89,7 @@ pub struct Garbage {
     pub reason: String,
 }
 
-/// An object nothing references that is kept all the same, and why.
+/// An object the authoritative index does not reference that is kept all the same, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Kept {
     /// The object.
@@ -104,10 +115,38 @@ pub struct Verdict {
     pub garbage: Vec<Garbage>,
     /// Unreferenced objects that are kept.
     pub kept: Vec<Kept>,
+    /// An object of a generation above the highest claim was listed: a newer attachment is at
+    /// work, and nothing of the tenant may be deleted.
+    #[serde(skip)]
+    pub newer_generation_seen: bool,
     /// Referenced layer objects present with the recorded size, with the CRC32C the index
     /// records: the ones `--verify-checksums` downloads.
     #[serde(skip)]
     pub to_verify: Vec<(String, u32)>,
+}
+
+impl Verdict {
+    /// Turns every garbage entry into a kept one, for `reason` (a tenant-wide doubt).
+    pub fn keep_all(&mut self, reason: &str) {
+        for g in std::mem::take(&mut self.garbage) {
+            self.kept.push(Kept {
+                object: g.object,
+                reason: reason.to_string(),
+            });
+        }
+    }
+}
+
+/// The layer file names an index version references, or why it could not be read.
+pub type Refs = Result<BTreeSet<String>, String>;
+
+/// The layer file names `index` references.
+pub fn refs_of(index: &IndexPart) -> BTreeSet<String> {
+    index
+        .layers
+        .iter()
+        .map(|(l, m)| IndexPart::file_name(l, m).to_string())
+        .collect()
 }
 
 /// The authoritative index of a timeline's listing for an attachment of `current` (the
@@ -119,41 +158,50 @@ pub fn authoritative(
     objects: &[ListedObject],
     current: Option<Generation>,
 ) -> Option<IndexObjectName> {
-    objects
-        .iter()
-        .filter_map(|o| match classify(prefix, &o.key) {
-            Entry::Index(name) => Some(name),
-            _ => None,
-        })
+    index_versions(prefix, objects)
         .filter(|name| current.is_none_or(|g| name.generation <= g))
         .max()
 }
 
+/// Every index version in a listing.
+pub fn index_versions<'a>(
+    prefix: &'a str,
+    objects: &'a [ListedObject],
+) -> impl Iterator<Item = IndexObjectName> + 'a {
+    objects
+        .iter()
+        .filter_map(move |o| match classify(prefix, &o.key) {
+            Entry::Index(name) => Some(name),
+            _ => None,
+        })
+}
+
 /// Judges one timeline. `index` is the authoritative index as read (or why it could not be
-/// read), `None` if the listing has none; `keep` older index versions are kept.
+/// read), `None` if the listing has none; `others` the layers each other listed index version
+/// references (a version missing from it counts as unreadable); `keep` older index versions are
+/// kept whatever they reference.
 pub fn judge(
     prefix: &str,
     objects: &[ListedObject],
     current: Option<Generation>,
     index: Option<(IndexObjectName, Result<IndexPart, String>)>,
+    others: &BTreeMap<IndexObjectName, Refs>,
     keep: usize,
 ) -> Verdict {
     let mut v = Verdict::default();
     let mut layers: BTreeMap<String, &ListedObject> = BTreeMap::new();
     let mut versions: Vec<(IndexObjectName, &ListedObject)> = Vec::new();
-    let mut unclaimed = false;
     for o in objects {
         match classify(prefix, &o.key) {
             Entry::Index(name) => {
                 if current.is_some_and(|g| name.generation > g) {
-                    unclaimed = true;
+                    v.newer_generation_seen = true;
                     v.problems.push(Problem {
                         kind: "unclaimed_generation",
                         object: o.key.clone(),
                         detail: format!(
-                            "index of generation {} above the highest claim {}",
-                            name.generation,
-                            current.map(|g| g.to_string()).unwrap_or_default()
+                            "index of generation {} above the highest claim listed; scrub again",
+                            name.generation
                         ),
                     });
                 }
@@ -161,8 +209,7 @@ pub fn judge(
             }
             Entry::Layer(file) => {
                 if current.is_some_and(|g| file.generation > g) {
-                    // Claimed after the claims were listed: a newer attachment is at work.
-                    unclaimed = true;
+                    v.newer_generation_seen = true;
                     v.problems.push(Problem {
                         kind: "unclaimed_generation",
                         object: o.key.clone(),
@@ -204,8 +251,9 @@ pub fn judge(
             return v;
         }
     };
+    let auth_refs = refs_of(&index);
     // Deleting anything needs the current attachment's own index and nothing above it.
-    let provable = current == Some(auth_name.generation) && !unclaimed;
+    let provable = current == Some(auth_name.generation) && !v.newer_generation_seen;
     for (layer, meta) in &index.layers {
         let name = IndexPart::file_name(layer, meta).to_string();
         v.layers_referenced += 1;
@@ -224,7 +272,38 @@ pub fn judge(
             Some(o) => v.to_verify.push((o.key.clone(), meta.checksum)),
         }
     }
-    for (name, o) in layers {
+    // The other versions, as read; one not read counts as unreadable.
+    let mut unreadable = Vec::new();
+    let mut referenced_elsewhere: BTreeMap<&str, IndexObjectName> = BTreeMap::new();
+    for (name, _) in versions.iter().filter(|(n, _)| *n != auth_name) {
+        match others.get(name) {
+            Some(Ok(refs)) => {
+                for r in refs {
+                    referenced_elsewhere.entry(r.as_str()).or_insert(*name);
+                }
+            }
+            Some(Err(e)) => {
+                unreadable.push(*name);
+                v.problems.push(Problem {
+                    kind: "unreadable_index",
+                    object: format!("{prefix}{name}"),
+                    detail: e.clone(),
+                });
+            }
+            None => unreadable.push(*name),
+        }
+    }
+    let blocked = |v: &Verdict| -> Option<String> {
+        if !provable {
+            return Some(not_provable(current, auth_name, v.newer_generation_seen));
+        }
+        unreadable.first().map(|u| {
+            format!(
+                "index version {u} was not read, so what it references is unknown: nothing is deleted"
+            )
+        })
+    };
+    for (name, o) in &layers {
         let generation = name
             .parse::<LayerFileName>()
             .expect("classified as a layer")
@@ -238,51 +317,95 @@ pub fn judge(
             });
             continue;
         }
+        if let Some(by) = referenced_elsewhere.get(name.as_str()) {
+            v.kept.push(Kept {
+                object: o.key.clone(),
+                reason: format!(
+                    "referenced by index version {by}, not by {auth_name}: superseded (the server deletes what it replaced), or a stale attachment's"
+                ),
+            });
+            continue;
+        }
         v.problems.push(Problem {
             kind: "orphan",
             object: o.key.clone(),
-            detail: format!("layer of generation {generation} that {auth_name} does not reference"),
+            detail: format!("layer of generation {generation} that no index version references"),
         });
-        if provable {
-            v.garbage.push(Garbage {
+        match blocked(&v) {
+            None => v.garbage.push(Garbage {
                 object: o.key.clone(),
                 size: o.size,
                 reason: format!(
-                    "generation {generation} is older than the current attachment's index {auth_name}, which does not reference it"
+                    "generation {generation} is older than the current attachment's index {auth_name}, and no index version references it"
                 ),
-            });
-        } else {
-            v.kept.push(Kept {
+            }),
+            Some(reason) => v.kept.push(Kept {
                 object: o.key.clone(),
-                reason: not_provable(current, auth_name, unclaimed),
-            });
+                reason,
+            }),
         }
     }
     versions.sort_by_key(|(name, _)| *name);
     let older: Vec<_> = versions.iter().filter(|(n, _)| *n < auth_name).collect();
     let stale = older.len().saturating_sub(keep);
     for (name, o) in &older[..stale] {
-        if provable {
-            v.garbage.push(Garbage {
-                object: o.key.clone(),
-                size: o.size,
-                reason: format!(
-                    "index version {name} is older than {auth_name} and the {keep} kept before it"
-                ),
-            });
-        } else {
-            v.kept.push(Kept {
-                object: o.key.clone(),
-                reason: not_provable(current, auth_name, unclaimed),
-            });
-        }
+        let extra = match others.get(name) {
+            Some(Ok(refs)) => refs
+                .iter()
+                .find(|r| layers.contains_key(r.as_str()) && !auth_refs.contains(*r)),
+            _ => None,
+        };
+        let reason = match (blocked(&v), extra) {
+            (Some(reason), _) => reason,
+            (None, Some(layer)) => format!(
+                "references {layer}, which is stored and which {auth_name} does not reference: kept so that it stays referenced"
+            ),
+            (None, None) => {
+                v.garbage.push(Garbage {
+                    object: o.key.clone(),
+                    size: o.size,
+                    reason: format!(
+                        "index version {name} is older than {auth_name} and the {keep} kept before it, and every stored layer it references is in {auth_name}"
+                    ),
+                });
+                continue;
+            }
+        };
+        v.kept.push(Kept {
+            object: o.key.clone(),
+            reason,
+        });
     }
     v
 }
 
-fn not_provable(current: Option<Generation>, auth: IndexObjectName, unclaimed: bool) -> String {
+/// Whether [`judge`] needs the other index versions read: only when something could be
+/// garbage (a stored layer of an older generation that `A` does not reference, or more than
+/// `keep` versions below `A`). Reading every version of a long-lived timeline costs one
+/// download each.
+pub fn needs_other_versions(
+    prefix: &str,
+    objects: &[ListedObject],
+    current: Option<Generation>,
+    auth: IndexObjectName,
+    auth_refs: &BTreeSet<String>,
+    keep: usize,
+) -> bool {
+    let below = index_versions(prefix, objects)
+        .filter(|n| *n < auth)
+        .count();
+    below > keep
+        || objects.iter().any(|o| match classify(prefix, &o.key) {
+            Entry::Layer(f) => {
+                current.is_some_and(|g| f.generation < g) && !auth_refs.contains(&f.to_string())
+            }
+            _ => false,
+        })
+}
+
+fn not_provable(current: Option<Generation>, auth: IndexObjectName, newer: bool) -> String {
     match current {
-        _ if unclaimed => "an index above the highest claim exists: nothing is deleted".into(),
+        _ if newer => "an object above the highest claim exists: nothing is deleted".into(),
         None => "the tenant has no generation claim: nothing is deleted".into(),
         Some(g) => format!(
             "the current generation {g} has not uploaded an index yet (authoritative is {auth}): nothing is deleted until it does"

@@ -16,8 +16,8 @@ pub use report::{render_purge, render_text};
 use crate::remote::{ListedObject, RemoteStorage};
 use anyhow::Context;
 use index_part::names::{
-    Generation, TenantId, TimelineId, generations_prefix, parse_generation_claim, tenant_prefix,
-    timeline_prefix,
+    Generation, IndexObjectName, TenantId, TimelineId, generations_prefix, parse_generation_claim,
+    tenant_prefix, timeline_prefix,
 };
 use index_part::{IndexPart, ParseMode};
 use judge::{Problem, Verdict};
@@ -201,9 +201,9 @@ async fn scrub_tenant(
         .iter()
         .filter_map(|o| parse_generation_claim(&o.key))
         .max();
+    let mut problems = Vec::new();
     let prefix = format!("{}/", tenant_prefix(tenant));
     let listed = storage.list_sized(&prefix).await.context("list objects")?;
-    let mut problems = Vec::new();
     let mut by_timeline: BTreeMap<TimelineId, Vec<ListedObject>> = BTreeMap::new();
     for o in &listed {
         if o.key.starts_with(&claims_prefix) {
@@ -233,6 +233,30 @@ async fn scrub_tenant(
             verdict,
         });
     }
+    // An attachment that claimed while the timelines were read may have loaded an index older
+    // than the one judged here: list the claims again (see `judge`).
+    let now = crate::remote::generation::highest_generation(storage, tenant).await?;
+    let doubt = if now != current {
+        problems.push(Problem {
+            kind: "claims_changed",
+            object: claims_prefix.clone(),
+            detail: format!(
+                "highest claim {} when the scrub began, {} after it read the timelines: an attachment is starting; scrub again",
+                gen_text(current),
+                gen_text(now)
+            ),
+        });
+        Some("the claims changed while the scrub ran: nothing of this tenant is deleted")
+    } else if timelines.iter().any(|t| t.verdict.newer_generation_seen) {
+        Some("an object above the highest claim exists in this tenant: nothing of it is deleted")
+    } else {
+        None
+    };
+    if let Some(reason) = doubt {
+        for t in &mut timelines {
+            t.verdict.keep_all(reason);
+        }
+    }
     let report = TenantReport {
         tenant_id: tenant.to_string(),
         current_generation: current.map(|g| g.to_string()),
@@ -241,6 +265,29 @@ async fn scrub_tenant(
         problems,
     };
     Ok((report, listed.len()))
+}
+
+fn gen_text(g: Option<Generation>) -> String {
+    g.map_or_else(|| "none".to_string(), |g| g.to_string())
+}
+
+/// Reads index version `name` of the timeline under `prefix`.
+async fn read_index(
+    storage: &dyn RemoteStorage,
+    prefix: &str,
+    name: IndexObjectName,
+) -> anyhow::Result<Result<IndexPart, String>> {
+    let key = format!("{prefix}{name}");
+    let bytes = storage
+        .get(&key)
+        .await
+        .with_context(|| format!("get {key}"))?;
+    Ok(match bytes {
+        None => Err("listed but gone when read".to_string()),
+        Some(bytes) => {
+            IndexPart::from_json_object(&bytes, name, ParseMode::Strict).map_err(|e| e.to_string())
+        }
+    })
 }
 
 fn unknown(key: &str, detail: &str) -> Problem {
@@ -261,23 +308,53 @@ async fn scrub_timeline(
     progress: &Progress,
 ) -> anyhow::Result<Verdict> {
     let prefix = format!("{}/", timeline_prefix(tenant, timeline));
+    let mut others = BTreeMap::new();
     let index = match judge::authoritative(&prefix, objects, current) {
         None => None,
         Some(name) => {
-            let key = format!("{prefix}{name}");
-            let parsed = match storage
-                .get(&key)
-                .await
-                .with_context(|| format!("get {key}"))?
-            {
-                None => Err("listed but gone when read".to_string()),
-                Some(bytes) => IndexPart::from_json_object(&bytes, name, ParseMode::Strict)
-                    .map_err(|e| e.to_string()),
-            };
+            let parsed = read_index(storage, &prefix, name).await?;
+            if let Ok(index) = &parsed {
+                let refs = judge::refs_of(index);
+                let keep = opts.keep_index_versions;
+                if judge::needs_other_versions(&prefix, objects, current, name, &refs, keep) {
+                    for other in judge::index_versions(&prefix, objects).filter(|n| *n != name) {
+                        let read = read_index(storage, &prefix, other).await?;
+                        others.insert(other, read.map(|i| judge::refs_of(&i)));
+                    }
+                }
+            }
             Some((name, parsed))
         }
     };
-    let mut verdict = judge::judge(&prefix, objects, current, index, opts.keep_index_versions);
+    let auth = index.as_ref().map(|(n, _)| *n);
+    let mut verdict = judge::judge(
+        &prefix,
+        objects,
+        current,
+        index,
+        &others,
+        opts.keep_index_versions,
+    );
+    // A listing is no snapshot: a layer and the index naming it may both land while it runs,
+    // the index seen and the layer not. Look again before calling a layer missing.
+    let mut confirmed = Vec::new();
+    for p in std::mem::take(&mut verdict.problems) {
+        if p.kind != "missing" {
+            confirmed.push(p);
+            continue;
+        }
+        match recheck_missing(storage, &prefix, &p.object, auth, current).await? {
+            Recheck::Missing => confirmed.push(p),
+            Recheck::Present => {}
+            Recheck::Superseded(newer) => verdict.kept.push(judge::Kept {
+                object: p.object,
+                reason: format!(
+                    "missing when listed, but the timeline has a newer index {newer} now: scrub again"
+                ),
+            }),
+        }
+    }
+    verdict.problems = confirmed;
     if opts.verify_checksums {
         progress.add_objects(verdict.to_verify.len());
         for (key, expected) in verdict.to_verify.clone() {
@@ -286,11 +363,19 @@ async fn scrub_timeline(
                 .await
                 .with_context(|| format!("get {key}"))?
             {
-                None => verdict.problems.push(Problem {
-                    kind: "missing",
-                    object: key,
-                    detail: "listed but gone when read (deleted while scrubbing?)".into(),
-                }),
+                None => match recheck_missing(storage, &prefix, &key, auth, current).await? {
+                    Recheck::Missing | Recheck::Present => verdict.problems.push(Problem {
+                        kind: "missing",
+                        object: key,
+                        detail: "listed, then gone when read, and still referenced by the authoritative index".into(),
+                    }),
+                    Recheck::Superseded(newer) => verdict.kept.push(judge::Kept {
+                        object: key,
+                        reason: format!(
+                            "gone when read, and the timeline has a newer index {newer}: scrub again"
+                        ),
+                    }),
+                },
                 Some(bytes) => {
                     let actual = crc32c::crc32c(&bytes);
                     if actual != expected {
@@ -311,6 +396,34 @@ async fn scrub_timeline(
     Ok(verdict)
 }
 
+/// What a second look at a layer the listing did not show found.
+enum Recheck {
+    /// It is there now.
+    Present,
+    /// Still absent, and the authoritative index is still the one that references it.
+    Missing,
+    /// Absent, but the timeline has a newer authoritative index now.
+    Superseded(IndexObjectName),
+}
+
+async fn recheck_missing(
+    storage: &dyn RemoteStorage,
+    prefix: &str,
+    key: &str,
+    auth: Option<IndexObjectName>,
+    current: Option<Generation>,
+) -> anyhow::Result<Recheck> {
+    let again = storage.list_sized(key).await.context("list again")?;
+    if again.iter().any(|o| o.key == key) {
+        return Ok(Recheck::Present);
+    }
+    let listing = storage.list_sized(prefix).await.context("list again")?;
+    Ok(match judge::authoritative(prefix, &listing, current) {
+        Some(newer) if Some(newer) != auth => Recheck::Superseded(newer),
+        _ => Recheck::Missing,
+    })
+}
+
 /// What purge did or would do.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PurgeOutcome {
@@ -320,6 +433,9 @@ pub struct PurgeOutcome {
     pub bytes: u64,
     /// Whether they were deleted.
     pub deleted: bool,
+    /// Tenants whose claims changed between the scrub and the deletion: nothing of them was
+    /// deleted.
+    pub skipped_tenants: Vec<String>,
 }
 
 /// Deletes the garbage `report` found, if `delete`; otherwise only says what it would delete.
@@ -332,16 +448,36 @@ pub async fn purge(
         deleted: delete,
         ..PurgeOutcome::default()
     };
-    for g in report.verdicts().flat_map(|v| v.garbage.iter()) {
-        if delete {
-            storage
-                .delete(&g.object)
-                .await
-                .with_context(|| format!("delete {}", g.object))?;
-            tracing::info!(object = %g.object, reason = %g.reason, "purged");
+    for t in &report.tenants {
+        let garbage: Vec<&judge::Garbage> = t
+            .timelines
+            .iter()
+            .flat_map(|tl| tl.verdict.garbage.iter())
+            .collect();
+        if garbage.is_empty() {
+            continue;
         }
-        out.objects.push(g.object.clone());
-        out.bytes += g.size;
+        if delete {
+            // The claims once more, just before deleting: an attachment that claimed since
+            // the scrub may have loaded an index older than the one judged.
+            let tenant: TenantId = t.tenant_id.parse().context("a tenant id of the report")?;
+            let now = crate::remote::generation::highest_generation(storage, tenant).await?;
+            if gen_text(now) != t.current_generation.as_deref().unwrap_or("none") {
+                out.skipped_tenants.push(t.tenant_id.clone());
+                continue;
+            }
+        }
+        for g in garbage {
+            if delete {
+                storage
+                    .delete(&g.object)
+                    .await
+                    .with_context(|| format!("delete {}", g.object))?;
+                tracing::info!(object = %g.object, reason = %g.reason, "purged");
+            }
+            out.objects.push(g.object.clone());
+            out.bytes += g.size;
+        }
     }
     Ok(out)
 }
@@ -383,3 +519,6 @@ impl Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

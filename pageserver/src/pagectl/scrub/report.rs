@@ -87,6 +87,12 @@ pub fn render_purge(outcome: &PurgeOutcome) -> String {
     for o in &outcome.objects {
         let _ = writeln!(out, "{verb} {o}");
     }
+    for t in &outcome.skipped_tenants {
+        let _ = writeln!(
+            out,
+            "skipped tenant {t}: its claims changed since the scrub; run purge again"
+        );
+    }
     let _ = writeln!(
         out,
         "purge: {verb} {} objects ({} bytes){}",
