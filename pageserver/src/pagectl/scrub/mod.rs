@@ -56,6 +56,10 @@ pub struct TenantReport {
     pub current_generation: Option<String>,
     /// Generation claims listed (never deleted).
     pub generations_claimed: usize,
+    /// Claimed generations that wrote no object still stored (attachments that ended before
+    /// uploading, or whose objects were all replaced): claims are kept forever (I8), so this
+    /// is for information only.
+    pub generations_without_objects: Vec<String>,
     /// Its timelines.
     pub timelines: Vec<TimelineReport>,
     /// Objects under the tenant that belong to no timeline and are not claims.
@@ -257,10 +261,26 @@ async fn scrub_tenant(
             t.verdict.keep_all(reason);
         }
     }
+    let mut used = std::collections::BTreeSet::new();
+    for o in &listed {
+        let name = o.key.rsplit('/').next().unwrap_or_default();
+        if let Ok(i) = name.parse::<IndexObjectName>() {
+            used.insert(i.generation);
+        } else if let Ok(l) = name.parse::<index_part::LayerFileName>() {
+            used.insert(l.generation);
+        }
+    }
+    let generations_without_objects = claims
+        .iter()
+        .filter_map(|o| parse_generation_claim(&o.key))
+        .filter(|g| !used.contains(g))
+        .map(|g| g.to_string())
+        .collect();
     let report = TenantReport {
         tenant_id: tenant.to_string(),
         current_generation: current.map(|g| g.to_string()),
         generations_claimed: claims.len(),
+        generations_without_objects,
         timelines,
         problems,
     };

@@ -19,9 +19,18 @@ pub fn render_text(report: &ScrubReport) -> String {
         problem_line(&mut out, "", p);
     }
     for t in &report.tenants {
+        let unused = if t.generations_without_objects.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} with no object stored: {})",
+                t.generations_without_objects.len(),
+                t.generations_without_objects.join(", ")
+            )
+        };
         let _ = writeln!(
             out,
-            "tenant {}: current generation {}, {} claims",
+            "tenant {}: current generation {}, {} claims{unused}",
             t.tenant_id,
             t.current_generation.as_deref().unwrap_or("none"),
             t.generations_claimed
