@@ -143,6 +143,39 @@ async fn scrub_and_purge(backend: Backend) {
     assert_eq!(code, 0);
     assert!(report["summary"]["checksums_verified"].as_u64().unwrap() > 0);
 
+    // The same settings from a named file (--config) instead of -c: the same verdict. And a
+    // missing file or work directory: exit 2.
+    let conf = dir.path().join("elsewhere.toml");
+    std::fs::write(&conf, &remote.config).unwrap();
+    let from_file = std::process::Command::new(pagectl_bin())
+        .args([
+            "scrub",
+            "--json",
+            "--workdir",
+            wd.to_str().unwrap(),
+            "--config",
+        ])
+        .arg(&conf)
+        .envs(remote.env.clone())
+        .output()
+        .unwrap();
+    assert_eq!(from_file.status.code(), Some(0));
+    let again: Json = serde_json::from_slice(&from_file.stdout).unwrap();
+    assert_eq!(
+        again["summary"]["layers_referenced"],
+        report["summary"]["layers_referenced"]
+    );
+    for bad in [
+        vec!["scrub", "--config", "/nonexistent/pageserver.toml"],
+        vec!["scrub", "--workdir", "/nonexistent/workdir"],
+    ] {
+        let out = std::process::Command::new(pagectl_bin())
+            .args(&bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+
     // Plant: an orphan (a generation-2 layer copied under generation 1), a missing layer and a
     // corrupted one (same size, one byte flipped).
     let prefix = format!("tenants/{TENANT}/timelines/{TIMELINE}/");
