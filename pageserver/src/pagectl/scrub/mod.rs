@@ -9,9 +9,14 @@
 //! Nothing here writes to remote storage except [`purge`] with `delete`.
 
 pub mod judge;
+mod progress;
+mod purge;
 mod report;
 
+pub use purge::{PurgeOutcome, purge};
 pub use report::{render_purge, render_text};
+
+use progress::Progress;
 
 use crate::remote::{ListedObject, RemoteStorage};
 use anyhow::Context;
@@ -287,6 +292,7 @@ async fn scrub_tenant(
     Ok((report, listed.len()))
 }
 
+/// A generation as the report writes it, or `none`.
 fn gen_text(g: Option<Generation>) -> String {
     g.map_or_else(|| "none".to_string(), |g| g.to_string())
 }
@@ -442,102 +448,6 @@ async fn recheck_missing(
         Some(newer) if Some(newer) != auth => Recheck::Superseded(newer),
         _ => Recheck::Missing,
     })
-}
-
-/// What purge did or would do.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PurgeOutcome {
-    /// Objects deleted (or, in a dry run, to delete).
-    pub objects: Vec<String>,
-    /// Their bytes.
-    pub bytes: u64,
-    /// Whether they were deleted.
-    pub deleted: bool,
-    /// Tenants whose claims changed between the scrub and the deletion: nothing of them was
-    /// deleted.
-    pub skipped_tenants: Vec<String>,
-}
-
-/// Deletes the garbage `report` found, if `delete`; otherwise only says what it would delete.
-pub async fn purge(
-    storage: &dyn RemoteStorage,
-    report: &ScrubReport,
-    delete: bool,
-) -> anyhow::Result<PurgeOutcome> {
-    let mut out = PurgeOutcome {
-        deleted: delete,
-        ..PurgeOutcome::default()
-    };
-    for t in &report.tenants {
-        let garbage: Vec<&judge::Garbage> = t
-            .timelines
-            .iter()
-            .flat_map(|tl| tl.verdict.garbage.iter())
-            .collect();
-        if garbage.is_empty() {
-            continue;
-        }
-        if delete {
-            // The claims once more, just before deleting: an attachment that claimed since
-            // the scrub may have loaded an index older than the one judged.
-            let tenant: TenantId = t.tenant_id.parse().context("a tenant id of the report")?;
-            let now = crate::remote::generation::highest_generation(storage, tenant).await?;
-            if gen_text(now) != t.current_generation.as_deref().unwrap_or("none") {
-                out.skipped_tenants.push(t.tenant_id.clone());
-                continue;
-            }
-        }
-        for g in garbage {
-            if delete {
-                storage
-                    .delete(&g.object)
-                    .await
-                    .with_context(|| format!("delete {}", g.object))?;
-                tracing::info!(object = %g.object, reason = %g.reason, "purged");
-            }
-            out.objects.push(g.object.clone());
-            out.bytes += g.size;
-        }
-    }
-    Ok(out)
-}
-
-/// A progress bar on standard error when it is a terminal: tenants, then objects downloaded.
-struct Progress(Option<indicatif::ProgressBar>);
-
-impl Progress {
-    fn new(enabled: bool, tenants: usize) -> Progress {
-        use std::io::IsTerminal;
-        if !enabled || !std::io::stderr().is_terminal() {
-            return Progress(None);
-        }
-        let bar = indicatif::ProgressBar::new(tenants as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta})")
-                .expect("a valid template"),
-        );
-        bar.set_message("tenants");
-        Progress(Some(bar))
-    }
-    fn tenant_done(&self) {
-        if let Some(b) = &self.0 {
-            b.inc(1);
-        }
-    }
-    fn add_objects(&self, n: usize) {
-        if let Some(b) = &self.0 {
-            b.set_message("tenants and objects");
-            b.inc_length(n as u64);
-        }
-    }
-    fn object_done(&self) {
-        self.tenant_done();
-    }
-    fn finish(&self) {
-        if let Some(b) = &self.0 {
-            b.finish_and_clear();
-        }
-    }
 }
 
 #[cfg(test)]
