@@ -10,13 +10,8 @@
 //! | `layer-fsync` | instead of the file's fsync: `return` acts as a failed fsync (I2) |
 //! | `layer-publish-after-rename` | after the rename, before the directory fsync |
 //! | `layer-write` | each write of a layer file: `return` fails it with `ENOSPC` (disk full) |
-
-/// Names of the failpoints of this crate.
-pub const NAMES: &[&str] = &[
-    "layer-writer-before-finish",
-    "layer-fsync",
-    "layer-publish-after-rename",
-];
+//!
+//! The table of every failpoint, these and the server's, is `pageserver::failpoints`.
 
 /// Evaluates a failpoint that, on `return`, makes the enclosing function return an I/O error
 /// converted with `$err`.

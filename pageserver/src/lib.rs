@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod failpoints;
 pub mod http;
 pub mod lock;
 pub mod metrics;
