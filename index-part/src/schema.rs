@@ -110,6 +110,13 @@ pub fn whole_seconds(t: SystemTime) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
+impl LayerMetadata {
+    /// Whether a file of `size` bytes with whole-file CRC32C `checksum` is the one recorded.
+    pub fn matches(&self, size: u64, checksum: u32) -> bool {
+        size == self.file_size && checksum == self.checksum
+    }
+}
+
 impl IndexPart {
     /// An empty index for a new timeline.
     pub fn new(generation: Generation, metadata: TimelineMetadata) -> IndexPart {

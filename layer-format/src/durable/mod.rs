@@ -10,7 +10,8 @@
 //!    `EINVAL`, `link` + `unlink`, which refuses to overwrite as well;
 //! 3. fsync the directory (once for a whole batch).
 //!
-//! [`move_noreplace`] moves an existing file the same way (quarantine into `lost+found/`).
+//! [`move_noreplace`] moves an existing file the same way (quarantine into `lost+found/`);
+//! [`remove_durable`] removes files and fsyncs their directories.
 //!
 //! Guarantees: a file under a final name was complete and fsynced before it got that name; an
 //! existing file under the final name is never touched (`AlreadyExists`); the temp file is
@@ -20,9 +21,11 @@
 mod dirs;
 mod moves;
 mod publish;
+mod remove;
 mod temp;
 
 pub use dirs::create_dir_all_durable;
 pub use moves::move_noreplace;
 pub use publish::{BatchPublishError, publish, publish_batch};
+pub use remove::remove_durable;
 pub use temp::{SyncedFile, TempFile};

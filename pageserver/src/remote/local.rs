@@ -180,15 +180,8 @@ impl LocalFs {
 
     fn delete_blocking(&self, key: &str) -> anyhow::Result<()> {
         let path = self.path(key)?;
-        match self.engine.unlink(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).with_context(|| format!("delete {}", path.display())),
-        }
-        let parent = path.parent().expect("object paths have a parent");
-        self.engine
-            .fsync_dir(parent)
-            .with_context(|| format!("fsync {}", parent.display()))
+        layer_format::durable::remove_durable(&*self.engine, &[path])
+            .map_err(|(p, e)| anyhow::Error::new(e).context(format!("delete {}", p.display())))
     }
 }
 

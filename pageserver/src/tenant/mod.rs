@@ -665,15 +665,12 @@ fn drop_local_layers(engine: &Arc<dyn IoEngine>, dir: &std::path::Path) -> anyho
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("list {}", dir.display())),
     };
-    for name in names {
-        let Some(n) = name.to_str() else { continue };
-        if matches!(classify_local(n), LocalFile::Layer(_) | LocalFile::Temp) {
-            engine
-                .unlink(&dir.join(n))
-                .with_context(|| format!("remove {}", dir.join(n).display()))?;
-        }
-    }
-    engine
-        .fsync_dir(dir)
-        .with_context(|| format!("fsync {}", dir.display()))
+    let doomed: Vec<std::path::PathBuf> = names
+        .iter()
+        .filter_map(|name| name.to_str())
+        .filter(|n| matches!(classify_local(n), LocalFile::Layer(_) | LocalFile::Temp))
+        .map(|n| dir.join(n))
+        .collect();
+    layer_format::durable::remove_durable(&**engine, &doomed)
+        .map_err(|(p, e)| anyhow::Error::new(e).context(format!("remove {}", p.display())))
 }

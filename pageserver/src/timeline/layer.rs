@@ -121,7 +121,7 @@ impl LayerHandle {
                 Err(e) => return Err(e.into()),
             };
             let checksum = reader.file_checksum()?;
-            if reader.summary().file_size_bytes != meta.file_size || checksum != meta.checksum {
+            if !meta.matches(reader.summary().file_size_bytes, checksum) {
                 tracing::warn!(path = %path.display(), "local layer does not match the index (size or checksum), fetching it again");
                 METRICS.reconcile_actions.with_label_values(&["remove_mismatched"]).inc();
                 drop(reader);
@@ -153,7 +153,7 @@ impl LayerHandle {
                 return Err(e.context(format!("download {key}")));
             }
         };
-        if data.len() as u64 != self.meta.file_size || crc32c::crc32c(&data) != self.meta.checksum {
+        if !self.meta.matches(data.len() as u64, crc32c::crc32c(&data)) {
             METRICS
                 .remote_ops
                 .with_label_values(&["download_layer", "error"])
@@ -180,13 +180,6 @@ impl LayerHandle {
 }
 
 fn remove(engine: &Arc<dyn IoEngine>, path: &std::path::Path) -> anyhow::Result<()> {
-    match engine.unlink(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("remove {}", path.display())),
-    }
-    let dir = path.parent().expect("layer paths have a directory");
-    engine
-        .fsync_dir(dir)
-        .with_context(|| format!("fsync {}", dir.display()))
+    layer_format::durable::remove_durable(&**engine, &[path.to_path_buf()])
+        .map_err(|(p, e)| anyhow::Error::new(e).context(format!("remove {}", p.display())))
 }
