@@ -748,13 +748,7 @@ impl Timeline {
     /// Waits until every queued upload and deletion is done (or `timeout` passes).
     pub async fn wait_uploads(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        while self.uploads.state().pending() > 0 {
-            if tokio::time::Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        true
+        self.uploads.state().drained(deadline).await
     }
 
     /// The first step of a graceful shutdown: from now on ingest answers

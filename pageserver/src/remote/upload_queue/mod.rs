@@ -85,6 +85,9 @@ pub struct UploadState {
     /// The layers the newest index this queue uploaded references.
     last_uploaded_refs: Mutex<std::collections::HashSet<String>>,
     work: Notify,
+    /// Notified after every attempt (the only time `pending` shrinks), for those who wait for
+    /// the queue to drain.
+    attempted: Notify,
 }
 
 impl UploadState {
@@ -113,6 +116,22 @@ impl UploadState {
     /// Operations queued and not yet done (each layer upload, the index, the deletion).
     pub fn pending(&self) -> usize {
         self.pending.lock_unpoisoned().count()
+    }
+    /// Waits until nothing is pending, or `deadline`; whether the queue drained. Woken by each
+    /// finished attempt, not by polling.
+    pub async fn drained(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let attempted = self.attempted.notified();
+            tokio::pin!(attempted);
+            // Registered before the check, so that an attempt ending in between still wakes us.
+            attempted.as_mut().enable();
+            if self.pending() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, attempted).await.is_err() {
+                return self.pending() == 0;
+            }
+        }
     }
     /// Bytes the queue holds for work not yet done (the entries, and the queued indexes as
     /// JSON; layer files stay on disk until they are uploaded).
@@ -191,6 +210,7 @@ impl UploadQueue {
             pending: Mutex::new(Pending::default()),
             last_uploaded_refs: Mutex::new(Default::default()),
             work: Notify::new(),
+            attempted: Notify::new(),
         });
         let (cancel, cancelled) = watch::channel(false);
         let span = tracing::info_span!("upload_queue", tenant_id = %target.tenant, timeline_id = %target.timeline);
@@ -308,6 +328,7 @@ async fn run(target: UploadTarget, state: Arc<UploadState>, mut cancelled: watch
         state.executing.store(true, Ordering::SeqCst);
         let (progress, attempt) = execute::execute(&target, work, &state).await;
         state.executing.store(false, Ordering::SeqCst);
+        state.attempted.notify_waiters();
         match attempt {
             Ok(()) => {
                 *state.last_error.lock_unpoisoned() = None;
