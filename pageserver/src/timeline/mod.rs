@@ -13,6 +13,7 @@ pub mod draw;
 mod flush;
 mod gc;
 mod images;
+mod info;
 mod ingest;
 mod inmemory;
 mod install;
@@ -21,6 +22,7 @@ pub mod layer_map;
 pub mod lost_found;
 #[cfg(feature = "testing")]
 pub mod mutation;
+mod open;
 mod publish;
 mod read;
 pub mod reconcile;
@@ -47,6 +49,7 @@ use index_part::names::{
     local_timeline_dir,
 };
 use index_part::{IndexPart, TimelineMetadata};
+pub use info::{LayerCounts, LayerInfoJson, LsnsAndQueue, TimelineInfo};
 use inmemory::InMemoryLayer;
 use layer_format::Lsn;
 use layer_format::io::IoEngine;
@@ -167,287 +170,7 @@ impl std::fmt::Debug for Timeline {
     }
 }
 
-/// Layer counts of [`TimelineInfo`].
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct LayerCounts {
-    /// Delta layers.
-    pub delta: usize,
-    /// Image layers.
-    pub image: usize,
-}
-
-/// What `GET .../timeline/{id}` answers.
-#[derive(Debug, Clone, Serialize)]
-pub struct TimelineInfo {
-    /// The tenant.
-    pub tenant_id: String,
-    /// The timeline.
-    pub timeline_id: String,
-    /// The newest LSN ingested.
-    pub last_record_lsn: String,
-    /// Every record at or below it is in local layer files.
-    pub disk_consistent_lsn: String,
-    /// Every record at or below it is in an uploaded index and its layers (I9).
-    pub remote_consistent_lsn: String,
-    /// The attachment's generation.
-    pub generation: u32,
-    /// Reads below this LSN are refused: GC may have removed what they need.
-    pub gc_cutoff_lsn: String,
-    /// Layers in the layer map.
-    pub layers: LayerCounts,
-    /// Upload operations queued and not yet done.
-    pub pending_uploads: usize,
-    /// Bytes the upload queue holds for them (bounded: one index, however many flushes).
-    pub pending_upload_bytes: usize,
-    /// The error of the last failed upload attempt, if the queue is retrying.
-    pub last_upload_error: Option<String>,
-    /// The error of the last failed flush, if flushes are failing.
-    pub last_flush_error: Option<String>,
-    /// Whether a newer attachment exists (this one no longer acknowledges uploads).
-    pub stale: bool,
-    /// Changes whenever the timeline is reloaded (reset, restart, attach).
-    pub incarnation: u64,
-    /// `Active`, or `Broken` after a panic in one of its requests or jobs.
-    pub state: &'static str,
-    /// Why it is broken.
-    pub broken_reason: Option<String>,
-}
-
-/// What the per-timeline gauges show.
-#[derive(Debug, Clone, Copy)]
-pub struct LsnsAndQueue {
-    /// The newest LSN ingested.
-    pub last_record: Lsn,
-    /// Every record at or below it is in local layer files.
-    pub disk_consistent: Lsn,
-    /// Every record at or below it is in an uploaded index.
-    pub remote_consistent: Lsn,
-    /// Upload operations queued.
-    pub queued_operations: usize,
-    /// Bytes the queue holds.
-    pub queued_bytes: usize,
-}
-
-/// One entry of `GET .../layer`.
-#[derive(Debug, Clone, Serialize)]
-pub struct LayerInfoJson {
-    /// Layer name.
-    pub name: String,
-    /// `delta` or `image`.
-    pub kind: &'static str,
-    /// First key.
-    pub key_start: String,
-    /// End key (exclusive).
-    pub key_end: String,
-    /// First LSN.
-    pub lsn_start: String,
-    /// End LSN (exclusive).
-    pub lsn_end: String,
-    /// File size in bytes.
-    pub file_size: u64,
-    /// Generation that wrote it.
-    pub generation: u32,
-    /// Whole-file CRC32C.
-    pub checksum: u32,
-    /// Whether the file is present locally.
-    pub local: bool,
-    /// Whether the object is known to be in remote storage.
-    pub remote: bool,
-}
-
 impl Timeline {
-    fn new_internal(
-        conf: Arc<PageServerConf>,
-        engine: Arc<dyn IoEngine>,
-        storage: Arc<dyn RemoteStorage>,
-        generation: Generation,
-        metadata: TimelineMetadata,
-        next_seq: u32,
-        #[allow(unused_mut, reason = "set only in builds with the testing feature")]
-        mut map: LayerMap,
-    ) -> Arc<Timeline> {
-        let tenant_id = metadata.tenant_id;
-        let timeline_id = metadata.timeline_id;
-        let dcl = map.disk_consistent_lsn();
-        #[cfg(feature = "testing")]
-        map.set_mutation(conf.layer_map_mutation);
-        let src = LayerSource {
-            engine: engine.clone(),
-            storage: storage.clone(),
-            tenant: tenant_id,
-            timeline: timeline_id,
-        };
-        let uploads = UploadQueue::start(
-            UploadTarget {
-                storage,
-                engine,
-                tenant: tenant_id,
-                timeline: timeline_id,
-                generation,
-                concurrency: conf.upload_concurrency,
-            },
-            dcl,
-        );
-        // Every layer of a loaded map is in the index it came from, so in remote storage.
-        uploads
-            .state()
-            .mark_uploaded(map.layers().map(|h| h.file_name()));
-        let tl = Arc::new(Timeline {
-            tenant_id,
-            timeline_id,
-            generation,
-            dir: local_timeline_dir(&conf.workdir, tenant_id, timeline_id),
-            conf,
-            src,
-            layers: RwLock::new(Layers {
-                open: InMemoryLayer::new(Lsn(dcl.0 + 1)),
-                frozen: VecDeque::new(),
-                map,
-            }),
-            next_seq: AtomicU32::new(next_seq),
-            last_record_lsn: AtomicU64::new(dcl.0),
-            incarnation: next_incarnation(),
-            ingest_lock: tokio::sync::Mutex::new(()),
-            flush_lock: tokio::sync::Mutex::new(()),
-            compaction_lock: tokio::sync::Mutex::new(()),
-            frozen_changed: Notify::new(),
-            uploads,
-            flush_error: Mutex::new(None),
-            flush_task_running: std::sync::atomic::AtomicBool::new(false),
-            shut_down: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            draining: std::sync::atomic::AtomicBool::new(false),
-            broken: std::sync::OnceLock::new(),
-        });
-        tl.start_compaction_loop();
-        tl
-    }
-
-    /// Runs compaction every `compaction_period` until shutdown.
-    fn start_compaction_loop(self: &Arc<Self>) {
-        let weak = Arc::downgrade(self);
-        let period = self.conf.compaction_period;
-        let span = tracing::info_span!("compaction", tenant_id = %self.tenant_id, timeline_id = %self.timeline_id);
-        tokio::spawn(tracing::Instrument::instrument(
-            async move {
-                loop {
-                    tokio::time::sleep(period).await;
-                    let Some(tl) = weak.upgrade() else { return };
-                    if tl.shut_down.load(Ordering::SeqCst) || tl.draining.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    if tl.broken_reason().is_some() {
-                        return;
-                    }
-                    match tl.guarded("compaction", tl.compact()).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => {
-                            tracing::warn!("compaction failed; it runs again in {period:?}: {e:#}");
-                        }
-                        Err(_) => return,
-                    }
-                    match tl.guarded("gc", async { tl.gc() }).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => {
-                            tracing::warn!("gc failed; it runs again in {period:?}: {e:#}")
-                        }
-                        Err(_) => return,
-                    }
-                }
-            },
-            span,
-        ));
-    }
-
-    /// Creates a new timeline: local directory, and its first index uploaded before this
-    /// returns, so that the timeline exists remotely from the start.
-    pub async fn create(
-        conf: Arc<PageServerConf>,
-        engine: Arc<dyn IoEngine>,
-        storage: Arc<dyn RemoteStorage>,
-        generation: Generation,
-        tenant_id: TenantId,
-        timeline_id: TimelineId,
-        seq: u32,
-    ) -> anyhow::Result<Arc<Timeline>> {
-        let created_at = index_part::whole_seconds(std::time::SystemTime::now());
-        let index = IndexPart::new(
-            generation,
-            TimelineMetadata {
-                tenant_id,
-                timeline_id,
-                created_at,
-            },
-        );
-        let dir = local_timeline_dir(&conf.workdir, tenant_id, timeline_id);
-        layer_format::durable::create_dir_all_durable(&*engine, &dir)
-            .with_context(|| format!("create {}", dir.display()))?;
-        let (map, _) = LayerMap::load(&index, generation, &dir).context("an empty layer map")?;
-        let object = IndexObjectName { generation, seq };
-        let json = Bytes::from(index.to_json().context("serialize first index")?);
-        create_once(
-            &*storage,
-            "upload_index",
-            &index_object_key(tenant_id, timeline_id, object),
-            json,
-        )
-        .await
-        .context("upload the first index")?;
-        let tl = Timeline::new_internal(
-            conf,
-            engine,
-            storage,
-            generation,
-            index.metadata,
-            seq + 1,
-            map,
-        );
-        tl.uploads.first_index_landed(&index);
-        Ok(tl)
-    }
-
-    /// Loads a timeline from its authoritative index, reconciling the local directory (I3).
-    pub async fn load(
-        conf: Arc<PageServerConf>,
-        engine: Arc<dyn IoEngine>,
-        storage: Arc<dyn RemoteStorage>,
-        generation: Generation,
-        index: IndexPart,
-        next_seq: u32,
-    ) -> anyhow::Result<Arc<Timeline>> {
-        let dir = local_timeline_dir(
-            &conf.workdir,
-            index.metadata.tenant_id,
-            index.metadata.timeline_id,
-        );
-        let (e, d, idx) = (engine.clone(), dir.clone(), index.clone());
-        let report =
-            tokio::task::spawn_blocking(move || -> anyhow::Result<reconcile::ReconcileReport> {
-                layer_format::durable::create_dir_all_durable(&*e, &d)
-                    .with_context(|| format!("create {}", d.display()))?;
-                reconcile::reconcile(&e, &d, &idx)
-            })
-            .await
-            .context("reconcile task panicked")??;
-        tracing::info!(tenant_id = %index.metadata.tenant_id, timeline_id = %index.metadata.timeline_id, ?report, "reconciled local files with the index");
-        // From now on this attachment writes the index: the map is this generation's. Its
-        // first act is to upload the index it loaded under its own generation: from then on,
-        // an index a stale attachment still uploads under an older generation can never be
-        // chosen as authoritative (I8).
-        let (map, applied) = LayerMap::load(&index, generation, &dir)
-            .with_context(|| format!("load the layer map of {}", index.metadata.timeline_id))?;
-        let tl = Timeline::new_internal(
-            conf,
-            engine,
-            storage,
-            generation,
-            index.metadata,
-            next_seq,
-            map,
-        );
-        tl.queue_index_upload(&applied.index);
-        Ok(tl)
-    }
-
     /// The `layers` lock for reading. A poisoned lock (a panic while it was held for a
     /// change) marks the timeline broken; the guard is still returned, for the read-only
     /// views of info and the layer list, and every data path refuses a broken timeline.
@@ -505,19 +228,6 @@ impl Timeline {
         }
     }
 
-    /// The three LSNs and the upload queue's size, for the gauges of `/metrics` (cheaper than
-    /// [`Timeline::info`]).
-    pub fn lsns_and_queue(&self) -> LsnsAndQueue {
-        let state = self.uploads.state();
-        LsnsAndQueue {
-            last_record: self.last_record_lsn(),
-            disk_consistent: self.disk_consistent_lsn(),
-            remote_consistent: state.remote_consistent_lsn(),
-            queued_operations: state.pending(),
-            queued_bytes: state.queued_bytes(),
-        }
-    }
-
     /// The newest LSN ingested.
     pub fn last_record_lsn(&self) -> Lsn {
         Lsn(self.last_record_lsn.load(Ordering::SeqCst))
@@ -536,86 +246,6 @@ impl Timeline {
     /// Runs `f` on the layer map as it is (for checks and tests; never held across an await).
     pub fn with_layer_map<R>(&self, f: impl FnOnce(&LayerMap) -> R) -> R {
         f(&self.layers_read().map)
-    }
-
-    /// The timeline's info.
-    pub fn info(&self) -> TimelineInfo {
-        let l = self.layers_read();
-        let broken_reason = self.broken_reason();
-        let delta = l.map.layers().filter(|h| h.name.is_delta()).count();
-        let state = self.uploads.state();
-        TimelineInfo {
-            tenant_id: self.tenant_id.to_string(),
-            timeline_id: self.timeline_id.to_string(),
-            last_record_lsn: self.last_record_lsn().to_string(),
-            disk_consistent_lsn: l.map.disk_consistent_lsn().to_string(),
-            remote_consistent_lsn: state.remote_consistent_lsn().to_string(),
-            generation: self.generation.0,
-            gc_cutoff_lsn: l.map.gc_cutoff_lsn().to_string(),
-            layers: LayerCounts {
-                delta,
-                image: l.map.len() - delta,
-            },
-            pending_uploads: state.pending(),
-            pending_upload_bytes: state.queued_bytes(),
-            last_upload_error: state.last_error(),
-            last_flush_error: self.flush_error.lock_unpoisoned().clone(),
-            stale: state.is_stale(),
-            incarnation: self.incarnation,
-            state: if broken_reason.is_some() {
-                "Broken"
-            } else {
-                "Active"
-            },
-            broken_reason,
-        }
-    }
-
-    /// Every layer of the layer map.
-    pub fn layer_list(&self) -> Vec<LayerInfoJson> {
-        let handles: Vec<Arc<LayerHandle>> = self.layers_read().map.layers().cloned().collect();
-        handles
-            .iter()
-            .map(|h| {
-                let (k, l) = (h.name.key_range(), h.name.lsn_range());
-                LayerInfoJson {
-                    name: h.name.to_string(),
-                    kind: if h.name.is_delta() { "delta" } else { "image" },
-                    key_start: k.start.to_string(),
-                    key_end: k.end.to_string(),
-                    lsn_start: l.start.to_string(),
-                    lsn_end: l.end.to_string(),
-                    file_size: h.meta.file_size,
-                    generation: h.meta.generation.0,
-                    checksum: h.meta.checksum,
-                    local: self.src.engine.stat(&h.path).is_ok(),
-                    remote: self.uploads.state().is_uploaded(&h.file_name()),
-                }
-            })
-            .collect()
-    }
-
-    /// The layer map drawn as SVG ([`draw`]), with the GC cutoff and `remote_consistent_lsn`.
-    pub fn layer_map_svg(&self) -> String {
-        let (layers, gc_cutoff) = {
-            let l = self.layers_read();
-            let layers: Vec<draw::Drawn> = l
-                .map
-                .layers()
-                .map(|h| draw::Drawn {
-                    name: h.name.clone(),
-                    level: h.meta.level,
-                    generation: h.meta.generation,
-                })
-                .collect();
-            (layers, l.map.gc_cutoff_lsn())
-        };
-        let marks = draw::Marks {
-            gc_cutoff: (gc_cutoff > Lsn(0)).then_some(gc_cutoff),
-            remote_consistent: Some(self.uploads.state().remote_consistent_lsn()),
-        };
-        let title = format!("tenant {} timeline {}", self.tenant_id, self.timeline_id);
-        draw::svg(&title, &layers, &marks)
     }
 
     /// Ingests a request body (brief section 6): all records or none.
