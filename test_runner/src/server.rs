@@ -55,6 +55,23 @@ pub fn pagectl_bin() -> PathBuf {
     pageserver_bin().with_file_name("pagectl")
 }
 
+/// Runs `pagectl` with `args` and environment `env`; its exit code (-1 if killed) and standard
+/// output. Both streams go to the test's log.
+pub fn run_pagectl(args: &[&str], env: &[(String, String)]) -> (i32, String) {
+    let out = std::process::Command::new(pagectl_bin())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run pagectl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!(
+        "pagectl {args:?}: {:?}\n{stdout}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), stdout)
+}
+
 /// One pageserver: a work directory, a port, settings; the process may be running or not.
 #[derive(Debug)]
 pub struct Pageserver {

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 use test_runner::model::{Model, workload};
-use test_runner::server::{Pageserver, TENANT, TIMELINE, pagectl_bin};
+use test_runner::server::{Pageserver, TENANT, TIMELINE, run_pagectl};
 use test_runner::{Rng, seed};
 
 /// Class of the shape drawing each layer, by layer name (as the SVG writes it).
@@ -57,17 +57,9 @@ async fn server_svg(ps: &Pageserver) -> String {
 }
 
 fn pagectl(args: &[&str]) -> String {
-    let out = std::process::Command::new(pagectl_bin())
-        .args(args)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let (code, out) = run_pagectl(args, &[]);
+    assert_eq!(code, 0, "pagectl {args:?}");
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

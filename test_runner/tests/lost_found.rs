@@ -8,21 +8,11 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use test_runner::server::{Pageserver, pagectl_bin};
+use test_runner::server::{Pageserver, run_pagectl};
 use test_runner::{Rng, seed};
 
 fn pagectl(args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new(pagectl_bin())
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    eprintln!(
-        "pagectl {args:?}: {:?}\n{stdout}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), stdout)
+    run_pagectl(args, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use test_runner::model::{Model, workload};
 use test_runner::remote::{Backend, Remote};
-use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of, pagectl_bin};
+use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of, pagectl_bin, run_pagectl};
 use test_runner::{Rng, seed};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,19 +36,12 @@ async fn scrub_and_purge_s3() {
 /// Runs pagectl with `args` against `remote`; returns exit code and standard output.
 fn pagectl(remote: &Remote, workdir: &std::path::Path, args: &[&str]) -> (i32, String) {
     let (common, env) = remote.pagectl_args(workdir);
-    let out = std::process::Command::new(pagectl_bin())
-        .args(args)
-        .args(&common)
-        .envs(env)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    eprintln!(
-        "pagectl {args:?}: {:?}\n{stdout}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), stdout)
+    let all: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(common.iter().map(String::as_str))
+        .collect();
+    run_pagectl(&all, &env)
 }
 
 /// `(kind, object)` of every problem in a scrub's JSON report.

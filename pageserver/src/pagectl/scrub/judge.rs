@@ -194,31 +194,11 @@ pub fn judge(
     for o in objects {
         match classify(prefix, &o.key) {
             Entry::Index(name) => {
-                if current.is_some_and(|g| name.generation > g) {
-                    v.newer_generation_seen = true;
-                    v.problems.push(Problem {
-                        kind: "unclaimed_generation",
-                        object: o.key.clone(),
-                        detail: format!(
-                            "index of generation {} above the highest claim listed; scrub again",
-                            name.generation
-                        ),
-                    });
-                }
+                unclaimed(&mut v, current, name.generation, "index", &o.key);
                 versions.push((name, o));
             }
             Entry::Layer(file) => {
-                if current.is_some_and(|g| file.generation > g) {
-                    v.newer_generation_seen = true;
-                    v.problems.push(Problem {
-                        kind: "unclaimed_generation",
-                        object: o.key.clone(),
-                        detail: format!(
-                            "layer of generation {} above the highest claim listed; scrub again",
-                            file.generation
-                        ),
-                    });
-                }
+                unclaimed(&mut v, current, file.generation, "layer", &o.key);
                 layers.insert(file.to_string(), o);
             }
             Entry::Unknown => v.problems.push(Problem {
@@ -401,6 +381,19 @@ pub fn needs_other_versions(
             }
             _ => false,
         })
+}
+
+/// Notes an object of a generation above the highest claim listed: a newer attachment is at
+/// work, so nothing of the tenant may be deleted.
+fn unclaimed(v: &mut Verdict, current: Option<Generation>, g: Generation, what: &str, key: &str) {
+    if current.is_some_and(|c| g > c) {
+        v.newer_generation_seen = true;
+        v.problems.push(Problem {
+            kind: "unclaimed_generation",
+            object: key.to_string(),
+            detail: format!("{what} of generation {g} above the highest claim listed; scrub again"),
+        });
+    }
 }
 
 fn not_provable(current: Option<Generation>, auth: IndexObjectName, newer: bool) -> String {
