@@ -5,6 +5,8 @@
 //! * [`server`]: start, stop, `kill -9` and restart pageserver processes on free loopback
 //!   ports, each with its own work directory; an HTTP client for the API; failpoints; log
 //!   scanning (an `ERROR` or `WARN` line fails the test unless allowed by pattern).
+//! * [`binaries`]: the `pageserver` and `pagectl` binaries under test, and running `pagectl`.
+//! * [`checks`]: reads through the API compared with the model.
 //! * [`model`]: the reference model of every record ingested, and workloads.
 //! * [`remote`]: the remote-storage fixture: the local-filesystem backend, or a bucket per test
 //!   on a SeaweedFS server.
@@ -12,6 +14,8 @@
 //! * [`integrity`]: the integrity checker and the history oracle of remote objects.
 #![forbid(unsafe_code)]
 
+pub mod binaries;
+pub mod checks;
 pub mod integrity;
 pub mod model;
 pub mod openapi;

@@ -7,70 +7,15 @@ use layer_format::{Key, Lsn};
 use pageserver::timeline::{Record, encode_ingest};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
+
+pub use crate::binaries::{pagectl_bin, pageserver_bin, run_pagectl};
+pub use crate::checks::{check_every_version, check_pages, check_versions_between, lsn_of};
 
 /// The tenant every suite uses.
 pub const TENANT: &str = "0123456789abcdef0123456789abcdef";
 /// The timeline every suite uses.
 pub const TIMELINE: &str = "fedcba9876543210fedcba9876543210";
-
-/// The `pageserver` binary with the `testing` feature, built once per test process (a no-op
-/// when `scripts/test`'s `cargo test --workspace --features ...` already built it).
-pub fn pageserver_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(p) = std::env::var("PAGESERVER_BIN") {
-            return PathBuf::from(p);
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "pageserver",
-                "--features",
-                "testing",
-                "--bin",
-                "pageserver",
-                "--bin",
-                "pagectl",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the pageserver binary failed");
-        // Test executables live in <target>/debug/deps; the binary in <target>/debug.
-        let exe = std::env::current_exe().expect("current exe");
-        let debug = exe.parent().and_then(Path::parent).expect("target/debug");
-        debug.join("pageserver")
-    })
-}
-
-/// The `pagectl` binary built beside [`pageserver_bin`].
-pub fn pagectl_bin() -> PathBuf {
-    pageserver_bin().with_file_name("pagectl")
-}
-
-/// Runs `pagectl` with `args` and environment `env`; its exit code (-1 if killed) and standard
-/// output. Both streams go to the test's log.
-pub fn run_pagectl(args: &[&str], env: &[(String, String)]) -> (i32, String) {
-    let out = std::process::Command::new(pagectl_bin())
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .expect("run pagectl");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!(
-        "pagectl {args:?}: {:?}\n{stdout}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), stdout)
-}
 
 /// One pageserver: a work directory, a port, settings; the process may be running or not.
 #[derive(Debug)]
@@ -530,72 +475,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
-}
-
-/// Parses an LSN field of a JSON answer.
-pub fn lsn_of(v: &serde_json::Value, field: &str) -> Lsn {
-    v[field]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{field} in {v}"))
-}
-
-/// Reads every key below `keys` at every LSN of `lsns` and compares with the model: the page,
-/// or 404 where the model has no record.
-pub async fn check_pages(ps: &Pageserver, model: &crate::model::Model, keys: u128, lsns: &[u64]) {
-    for k in 0..keys {
-        for &l in lsns {
-            let (key, lsn) = (Key::from_u128(k), Lsn(l));
-            match (ps.page(key, lsn).await, model.page(key, lsn)) {
-                (Ok(got), Some(want)) => assert!(got == want, "({k}, {l}) differs from the model"),
-                (Err(e), None) => assert_eq!(e.status, 404, "({k}, {l}): {e:?}"),
-                (got, want) => panic!(
-                    "({k}, {l}): server {got:?}, model has a page: {}",
-                    want.is_some()
-                ),
-            }
-        }
-    }
-}
-
-/// Reads every page version the model has at or below `upto` (each key at the LSN of each of
-/// its records, and at `upto` itself) and compares with the model. Returns the reads made.
-pub async fn check_every_version(
-    ps: &Pageserver,
-    model: &crate::model::Model,
-    keys: u128,
-    upto: Lsn,
-) -> usize {
-    check_versions_between(ps, model, keys, Lsn(0), upto).await
-}
-
-/// [`check_every_version`] for the versions at or above `from` (a GC cutoff: reads below it
-/// are refused), and every key at `from` too.
-pub async fn check_versions_between(
-    ps: &Pageserver,
-    model: &crate::model::Model,
-    keys: u128,
-    from: Lsn,
-    upto: Lsn,
-) -> usize {
-    let mut points: Vec<(Key, Lsn)> = model
-        .keys_and_lsns()
-        .filter(|(_, l)| *l <= upto && *l >= from)
-        .collect();
-    points.extend((0..keys).map(|k| (Key::from_u128(k), upto)));
-    if from.0 > 0 {
-        points.extend((0..keys).map(|k| (Key::from_u128(k), from)));
-    }
-    for &(key, lsn) in &points {
-        match (ps.page(key, lsn).await, model.page(key, lsn)) {
-            (Ok(got), Some(want)) => assert!(got == want, "({key}, {lsn}) differs from the model"),
-            (Err(e), None) => assert_eq!(e.status, 404, "({key}, {lsn}): {e:?}"),
-            (got, want) => panic!(
-                "({key}, {lsn}): server {:?}, model has a page: {}",
-                got.map(|b| b.len()),
-                want.is_some()
-            ),
-        }
-    }
-    points.len()
 }
