@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod page_cache;
 pub mod pagectl;
 pub mod remote;
+pub mod retry;
 pub mod server;
 pub mod shutdown;
 pub mod tenant;

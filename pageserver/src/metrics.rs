@@ -20,7 +20,8 @@ pub struct Metrics {
     /// Layer file publishes by outcome (`ok`, `already_exists`, `error`).
     pub layer_publishes: IntCounterVec,
     /// Remote operations by kind (`upload_layer`, `upload_index`, `claim_generation`, `delete`,
-    /// `download_layer`) and outcome (`created`, `identical`, `conflict`, `error`, `ok`).
+    /// `download_layer`) and outcome (`created`, `identical`, `conflict`, `error`, `ok`,
+    /// `orphan_replaced`, `refused_referenced`).
     pub remote_ops: IntCounterVec,
     /// Failed attempts of queued remote operations, retried (`upload_layer`, `upload_index`,
     /// `delete`).

@@ -64,6 +64,10 @@ pub async fn claim_generation_recorded(
     tenant: TenantId,
     recorder: Option<&dyn ClaimRecorder>,
 ) -> anyhow::Result<Generation> {
+    // Claims are made while a request waits: the steps stop growing at 100 ms, so that
+    // every attempt fails within about three seconds when the store is down.
+    let mut backoff =
+        crate::retry::Backoff::capped(&[&tenant.0], std::time::Duration::from_millis(100));
     for _ in 0..CLAIM_ATTEMPTS {
         let next = match highest_generation(storage, tenant).await? {
             None => Generation(1),
@@ -110,8 +114,9 @@ pub async fn claim_generation_recorded(
                     .remote_ops
                     .with_label_values(&["claim_generation", "error"])
                     .inc();
-                tracing::warn!("claim {key} failed, retrying: {e:#}");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                let delay = backoff.next_delay();
+                tracing::warn!("claim {key} failed, retrying in {delay:?}: {e:#}");
+                tokio::time::sleep(delay).await;
             }
         }
     }

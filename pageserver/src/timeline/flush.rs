@@ -19,7 +19,6 @@ use index_part::{LayerMetadata, Level};
 use layer_format::{DeltaLayerWriter, Key, LayerReader};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 impl Timeline {
     /// Starts the background flush of frozen layers unless one is running. It retries with
@@ -33,10 +32,10 @@ impl Timeline {
         let span = tracing::info_span!("flush", tenant_id = %self.tenant_id, timeline_id = %self.timeline_id);
         tokio::spawn(tracing::Instrument::instrument(
             async move {
-                let mut backoff = Duration::from_millis(50);
+                let mut backoff = crate::retry::Backoff::new(&[&tl.tenant_id.0, &tl.timeline_id.0]);
                 loop {
                     match tl.guarded("flush", tl.flush_frozen()).await {
-                        Ok(Ok(())) => {}
+                        Ok(Ok(())) => backoff.reset(),
                         // Broken: nothing more is flushed (ingest waiting on backpressure
                         // is woken and refused).
                         Err(_) => {
@@ -44,9 +43,9 @@ impl Timeline {
                             break;
                         }
                         Ok(Err(e)) => {
-                            tracing::warn!("flush failed, retrying in {backoff:?}: {e:#}");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                            let delay = backoff.next_delay();
+                            tracing::warn!("flush failed, retrying in {delay:?}: {e:#}");
+                            tokio::time::sleep(delay).await;
                         }
                     }
                     if tl.shut_down.load(Ordering::SeqCst) {

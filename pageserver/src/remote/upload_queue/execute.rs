@@ -99,7 +99,7 @@ async fn replace_orphan(
     let referenced = state
         .last_uploaded_refs
         .lock_unpoisoned()
-        .contains(&job.file_name.to_string());
+        .contains(&job.file_name);
     if !landed || referenced {
         bail!(
             "the object under this name may be referenced by an index that can still be authoritative; not replaced"
@@ -147,8 +147,7 @@ async fn upload_index(
     ));
     acknowledge(t, index, state).await?;
     // Done only now: a failed fence check retries the (identical) put and the check.
-    *state.last_uploaded_refs.lock_unpoisoned() =
-        index.layers.keys().map(|n| n.to_string()).collect();
+    *state.last_uploaded_refs.lock_unpoisoned() = super::file_names(index);
     state.pending.lock_unpoisoned().index_done(seq);
     Ok(())
 }
@@ -160,26 +159,37 @@ async fn acknowledge(
     index: &IndexPart,
     state: &UploadState,
 ) -> anyhow::Result<()> {
+    if fence(t, state).await? {
+        state.remote_consistent_lsn.send_if_modified(|l| {
+            let advance = index.disk_consistent_lsn > *l;
+            if advance {
+                *l = index.disk_consistent_lsn;
+            }
+            advance
+        });
+    }
+    Ok(())
+}
+
+/// The generation fence (I9): whether this attachment is still the newest, checked against
+/// the claims in remote storage. The first time a newer claim is seen the attachment is marked
+/// stale (it never acknowledges or deletes again) and that is logged.
+async fn fence(t: &UploadTarget, state: &UploadState) -> anyhow::Result<bool> {
+    if state.is_stale() {
+        return Ok(false);
+    }
     match highest_generation(&*t.storage, t.tenant).await? {
         Some(g) if g > t.generation => {
             if state.mark_stale() {
                 tracing::warn!(
                     newer = g.0,
-                    "a newer generation exists; this attachment is stale and stops acknowledging uploads"
+                    "a newer generation exists; this attachment is stale and stops acknowledging uploads and deleting"
                 );
             }
+            Ok(false)
         }
-        _ => {
-            state.remote_consistent_lsn.send_if_modified(|l| {
-                let advance = index.disk_consistent_lsn > *l;
-                if advance {
-                    *l = index.disk_consistent_lsn;
-                }
-                advance
-            });
-        }
+        _ => Ok(true),
     }
-    Ok(())
 }
 
 async fn delete(
@@ -202,28 +212,25 @@ async fn delete(
             p.delete_done(f);
         }
     };
-    if state.is_stale() {
-        skip_all("stale attachment");
-        return (false, Ok(()));
-    }
-    match highest_generation(&*t.storage, t.tenant).await {
-        Ok(Some(g)) if g > t.generation => {
-            state.mark_stale();
-            tracing::warn!(newer = g.0, "a newer generation exists");
-            skip_all("newer generation");
+    match fence(t, state).await {
+        Ok(true) => {}
+        Ok(false) => {
+            skip_all("stale attachment");
             return (false, Ok(()));
         }
-        Ok(_) => {}
         Err(e) => return (false, Err(e)),
     }
     // Objects already deleted leave the pending set, so that a retry makes progress even
     // when every attempt has some failure.
     let mut progress = false;
     for file in layers {
-        let name = file.to_string();
-        if state.last_uploaded_refs.lock_unpoisoned().contains(&name) {
+        if state.last_uploaded_refs.lock_unpoisoned().contains(&file) {
             // Never expected: the newest uploaded index references it again.
-            tracing::warn!(layer = %name, "not deleting an object the newest uploaded index references");
+            METRICS
+                .remote_ops
+                .with_label_values(&["delete", "refused_referenced"])
+                .inc();
+            tracing::warn!(layer = %file, "not deleting an object the newest uploaded index references");
         } else {
             let key = layer_object_key(t.tenant, t.timeline, &file);
             if let Err(e) = t.storage.delete(&key).await {
@@ -237,7 +244,7 @@ async fn delete(
                 .remote_ops
                 .with_label_values(&["delete", "ok"])
                 .inc();
-            state.uploaded.lock_unpoisoned().remove(&name);
+            state.uploaded.lock_unpoisoned().remove(&file);
         }
         state.pending.lock_unpoisoned().delete_done(&file);
         progress = true;

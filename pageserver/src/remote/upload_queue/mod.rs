@@ -13,8 +13,8 @@
 //! then advances `remote_consistent_lsn` (I8, I9). If one has, the attachment is stale: it
 //! stops acknowledging.
 //!
-//! Retries back off exponentially from 50 ms to 5 s; an attempt that made progress (some
-//! layers uploaded, some objects deleted) starts the backoff over.
+//! Retries back off exponentially with jitter ([`crate::retry`]); an attempt that made progress
+//! (some layers uploaded, some objects deleted) starts the backoff over.
 //!
 //! Before a layer is uploaded its bytes are checked against the size and checksum the index
 //! will record, so a file damaged on local disk is never uploaded. A layer object of this
@@ -30,18 +30,15 @@ use index_part::{IndexPart, LayerMetadata};
 use layer_format::Lsn;
 use layer_format::io::IoEngine;
 use pending::{LayerJob, Pending, Work};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use super::RemoteStorage;
+use crate::retry::Backoff;
 
-/// First retry delay.
-const BACKOFF_START: Duration = Duration::from_millis(50);
-/// Longest retry delay.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Bytes of layer files read into memory for uploads at once (at least one layer).
 pub const MAX_BYTES_IN_FLIGHT: u64 = 256 << 20;
 
@@ -78,12 +75,13 @@ pub struct UploadState {
     last_error: Mutex<Option<String>>,
     stale: AtomicBool,
     executing: AtomicBool,
-    uploaded: Mutex<std::collections::HashSet<String>>,
+    /// Layer files known to be in remote storage.
+    uploaded: Mutex<HashSet<LayerFileName>>,
     /// Set if the queue's task panicked: the timeline is broken, nothing more is uploaded.
     panicked: Mutex<Option<String>>,
     pending: Mutex<Pending>,
     /// The layers the newest index this queue uploaded references.
-    last_uploaded_refs: Mutex<std::collections::HashSet<String>>,
+    last_uploaded_refs: Mutex<HashSet<LayerFileName>>,
     work: Notify,
     /// Notified after every attempt (the only time `pending` shrinks), for those who wait for
     /// the queue to drain.
@@ -93,13 +91,11 @@ pub struct UploadState {
 impl UploadState {
     /// Whether the layer file `name` is known to be in remote storage.
     pub fn is_uploaded(&self, name: &LayerFileName) -> bool {
-        self.uploaded.lock_unpoisoned().contains(&name.to_string())
+        self.uploaded.lock_unpoisoned().contains(name)
     }
     /// Records layer files known to be in remote storage (those of a loaded index).
     pub fn mark_uploaded(&self, names: impl IntoIterator<Item = LayerFileName>) {
-        self.uploaded
-            .lock_unpoisoned()
-            .extend(names.into_iter().map(|n| n.to_string()));
+        self.uploaded.lock_unpoisoned().extend(names);
     }
     /// The `disk_consistent_lsn` of the newest index known durable remotely.
     pub fn remote_consistent_lsn(&self) -> Lsn {
@@ -168,6 +164,15 @@ impl UploadState {
         self.remote_consistent_lsn.send_modify(|_| {});
         first
     }
+}
+
+/// The file names of the layers `index` references.
+fn file_names(index: &IndexPart) -> HashSet<LayerFileName> {
+    index
+        .layers
+        .iter()
+        .map(|(layer, meta)| IndexPart::file_name(layer, meta))
+        .collect()
 }
 
 /// The queue of one timeline.
@@ -242,8 +247,7 @@ impl UploadQueue {
     /// created by uploading its first index itself): no barrier is needed.
     pub fn first_index_landed(&self, index: &IndexPart) {
         self.state.pending.lock_unpoisoned().index_landed = true;
-        *self.state.last_uploaded_refs.lock_unpoisoned() =
-            index.layers.keys().map(|n| n.to_string()).collect();
+        *self.state.last_uploaded_refs.lock_unpoisoned() = file_names(index);
     }
 
     /// Queues an operation.
@@ -299,7 +303,7 @@ impl Drop for UploadQueue {
 }
 
 async fn run(target: UploadTarget, state: Arc<UploadState>, mut cancelled: watch::Receiver<bool>) {
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::new(&[&target.tenant.0, &target.timeline.0]);
     loop {
         // Cancellation first: a stopped queue starts no new attempt (and the choice never
         // depends on the runtime's random branch order).
@@ -332,96 +336,28 @@ async fn run(target: UploadTarget, state: Arc<UploadState>, mut cancelled: watch
         match attempt {
             Ok(()) => {
                 *state.last_error.lock_unpoisoned() = None;
-                backoff = BACKOFF_START;
+                backoff.reset();
             }
             Err(e) => {
                 METRICS.remote_retries.with_label_values(&[kind]).inc();
-                tracing::warn!("{kind} failed, retrying in {backoff:?}: {e:#}");
-                *state.last_error.lock_unpoisoned() = Some(format!("{e:#}"));
                 // An attempt that made progress starts the backoff over: a long deletion or
                 // a batch of uploads on a flaky store must not wait the longest delay per
                 // object.
                 if progress {
-                    backoff = BACKOFF_START;
+                    backoff.reset();
                 }
+                let delay = backoff.next_delay();
+                tracing::warn!("{kind} failed, retrying in {delay:?}: {e:#}");
+                *state.last_error.lock_unpoisoned() = Some(format!("{e:#}"));
                 tokio::select! {
                     biased;
                     _ = cancelled.wait_for(|c| *c) => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(delay) => {}
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
     }
 }
 
 #[cfg(all(test, feature = "testing"))]
-mod tests {
-    use super::*;
-    use crate::testing::sim_storage::{SimFaults, SimStorage};
-    use bytes::Bytes;
-    use index_part::names::{LayerName, layer_object_key, timeline_prefix};
-    use layer_format::Key;
-    use layer_format::io::{EngineChoice, open_engine};
-
-    /// Found by the slow-storage soak with small compaction outputs: a GC deletion of dozens
-    /// of objects on a store failing a third of the writes waited the longest delay (5 s)
-    /// after nearly every object, and the soak took more than 15 minutes.
-    #[tokio::test(start_paused = true)]
-    async fn a_deletion_that_makes_progress_starts_its_backoff_over() {
-        let (tenant, timeline) = (TenantId([1; 16]), TimelineId([2; 16]));
-        let storage = Arc::new(SimStorage::new(
-            42,
-            SimFaults::default(),
-            &format!("{}/", timeline_prefix(tenant, timeline)),
-        ));
-        let files: Vec<LayerFileName> = (0..40u128)
-            .map(|i| LayerFileName {
-                layer: LayerName::Image {
-                    key_range: Key::from_u128(i)..Key::from_u128(i + 1),
-                    lsn: Lsn(1),
-                },
-                generation: Generation(1),
-            })
-            .collect();
-        for f in &files {
-            let key = layer_object_key(tenant, timeline, f);
-            storage
-                .put_if_absent(&key, Bytes::from_static(b"x"))
-                .await
-                .unwrap();
-        }
-        storage.set_faults(SimFaults {
-            fail_before: 0.5,
-            ..SimFaults::default()
-        });
-        let queue = UploadQueue::start(
-            UploadTarget {
-                storage: storage.clone(),
-                engine: open_engine(EngineChoice::Std).unwrap(),
-                tenant,
-                timeline,
-                generation: Generation(1),
-                concurrency: 4,
-            },
-            Lsn(0),
-        );
-        let started = tokio::time::Instant::now();
-        queue.push(UploadOp::Delete {
-            layers: files.clone(),
-        });
-        while queue.state().pending() > 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let took = started.elapsed();
-        assert!(storage.objects().is_empty(), "every object deleted");
-        let failed = storage.counts().failed_before;
-        assert!(failed >= 10, "the store failed {failed} deletes");
-        // Backoff that only grew would wait 5 s after most of those failures.
-        assert!(
-            took < Duration::from_secs(20),
-            "{failed} failures took {took:?} of virtual time"
-        );
-        queue.stop().await;
-    }
-}
+mod tests;
