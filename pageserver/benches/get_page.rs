@@ -220,13 +220,16 @@ fn main() {
     let constant = Bytes::from(noise(PAGE_SIZE, 4));
     let (server, addr) = rt.block_on(async {
         let server = PageServer::start(conf).await.unwrap();
-        let app = server.router_with(axum::Router::new().route(
-            "/constant",
-            axum::routing::get(move || {
-                let c = constant.clone();
-                async move { c }
-            }),
-        ));
+        let app = pageserver::http::router_with(
+            server.clone(),
+            axum::Router::new().route(
+                "/constant",
+                axum::routing::get(move || {
+                    let c = constant.clone();
+                    async move { c }
+                }),
+            ),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -50,7 +50,8 @@ async fn main() {
         .unwrap_or_else(|| vec![512, 128]);
     let (_dir, conf) = bench_conf();
     let server = PageServer::start(conf).await.unwrap();
-    let app = server.router_with(
+    let app = pageserver::http::router_with(
+        server.clone(),
         axum::Router::new().route(
             "/sink",
             post(|body: Bytes| async move { body.len().to_string() })

@@ -5,6 +5,7 @@
 //! back up; [`remote`] is used by timelines and tenants.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod failpoints;
 pub mod http;

@@ -24,7 +24,7 @@ pub struct PageServer {
     /// Admission of state-changing requests (closed by a graceful shutdown).
     pub gate: crate::shutdown::Gate,
     /// The token verifier, with `http_auth_type = "JWT"`.
-    pub auth: Option<Arc<crate::http::auth::JwtAuth>>,
+    pub auth: Option<Arc<crate::auth::JwtAuth>>,
 }
 
 /// Opens the configured remote storage.
@@ -119,7 +119,7 @@ impl PageServer {
         let auth = match &conf.http_auth {
             crate::config::HttpAuth::Trust => None,
             crate::config::HttpAuth::Jwt { public_key_path } => Some(Arc::new(
-                crate::http::auth::JwtAuth::from_pem_file(public_key_path)?,
+                crate::auth::JwtAuth::from_pem_file(public_key_path)?,
             )),
         };
         layer_format::durable::create_dir_all_durable(&*engine, &conf.workdir)
@@ -144,16 +144,6 @@ impl PageServer {
             gate: crate::shutdown::Gate::default(),
             auth,
         }))
-    }
-
-    /// The HTTP router.
-    pub fn router(self: &Arc<Self>) -> axum::Router {
-        crate::http::router(self.clone())
-    }
-
-    /// The HTTP router with `extra` routes under the same layers (see [`crate::http::router_with`]).
-    pub fn router_with(self: &Arc<Self>, extra: axum::Router<Arc<PageServer>>) -> axum::Router {
-        crate::http::router_with(self.clone(), extra)
     }
 
     /// Stops background work.

@@ -70,7 +70,10 @@ async fn call_bytes(
         .uri(uri)
         .body(body.into())
         .unwrap();
-    let resp = server.router().oneshot(req).await.unwrap();
+    let resp = pageserver::http::router(server.clone())
+        .oneshot(req)
+        .await
+        .unwrap();
     let status = resp.status();
     (status, resp.into_body().collect().await.unwrap().to_bytes())
 }

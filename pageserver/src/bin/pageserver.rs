@@ -152,7 +152,7 @@ async fn run() -> anyhow::Result<i32> {
     tracing::info!(addr = %listener.local_addr()?, workdir = %cli.workdir.display(), auth = server.auth.is_some(), "listening");
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut http = tokio::spawn(
-        axum::serve(listener, server.router())
+        axum::serve(listener, pageserver::http::router(server.clone()))
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })

@@ -59,9 +59,7 @@ impl TestServer {
             .uri(uri)
             .body(body.into())
             .expect("request");
-        let resp = self
-            .server
-            .router()
+        let resp = pageserver::http::router(self.server.clone())
             .oneshot(req)
             .await
             .expect("router answers");

@@ -359,5 +359,6 @@ async fn run(target: UploadTarget, state: Arc<UploadState>, mut cancelled: watch
     }
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
+#[cfg(feature = "testing")]
 mod tests;
