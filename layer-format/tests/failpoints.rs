@@ -12,12 +12,25 @@ mod common;
 use common::*;
 use fail::FailScenario;
 use layer_format::durable::publish_batch;
-use layer_format::failpoints::configure;
 use layer_format::io::IoEngine;
 use layer_format::name::Generation;
 use layer_format::{DeltaLayerWriter, FinishedLayer, LayerError, LayerReader, Lsn};
 use std::path::Path;
 use std::sync::Arc;
+
+/// Configures `name` in the `fail` crate's registry: `off`, `exit` (the process ends at once,
+/// as in a crash), or one of the crate's actions. The server's control
+/// (`pageserver::failpoints`) adds observable pauses; this crate cannot depend on it.
+fn configure(name: &str, actions: &str) -> Result<(), String> {
+    match actions {
+        "off" => {
+            fail::remove(name);
+            Ok(())
+        }
+        "exit" => fail::cfg_callback(name, || std::process::exit(77)),
+        actions => fail::cfg(name, actions),
+    }
+}
 
 fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -135,7 +148,7 @@ fn failure_after_rename_unpublishes() {
 /// `exit` ends the process where it stands: the child dies between the rename and the
 /// directory fsync, leaving the complete file under its final name (it was fsynced first).
 #[test]
-fn exit_action_ends_the_process_at_the_failpoint() {
+fn a_crash_after_the_rename_leaves_the_complete_file_under_its_final_name() {
     if let Ok(dir) = std::env::var("LAYER_FORMAT_EXIT_CHILD_DIR") {
         let _scenario = FailScenario::setup();
         configure("layer-publish-after-rename", "exit").unwrap();
@@ -147,7 +160,7 @@ fn exit_action_ends_the_process_at_the_failpoint() {
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "exit_action_ends_the_process_at_the_failpoint",
+            "a_crash_after_the_rename_leaves_the_complete_file_under_its_final_name",
             "--test-threads=1",
         ])
         .env("LAYER_FORMAT_EXIT_CHILD_DIR", dir.path())

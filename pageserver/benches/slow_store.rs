@@ -91,7 +91,7 @@ async fn run(delay_ms: u64, concurrency: usize, flushes: u64) -> f64 {
 }
 
 fn main() {
-    if !layer_format::failpoints::enabled() {
+    if !pageserver::failpoints::enabled() {
         eprintln!(
             "slow_store needs the testing feature: cargo bench -p pageserver --features testing --bench slow_store"
         );

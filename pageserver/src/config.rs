@@ -355,7 +355,7 @@ impl PageServerConf {
             );
         }
         if let Some(faults) = f.remote_storage_faults {
-            if !layer_format::failpoints::enabled() {
+            if !crate::failpoints::enabled() {
                 bail!("remote_storage_faults: only builds with the testing feature inject faults");
             }
             c.remote_storage_faults = Some(faults);

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use common::*;
 use fail::FailScenario;
 use index_part::names::{TenantId, TimelineId, layer_object_key};
-use layer_format::failpoints::configure;
+use pageserver::failpoints::configure;
 use pageserver::remote::generation::claim_generation;
 use std::time::Duration;
 

@@ -13,8 +13,8 @@ mod common;
 use axum::http::StatusCode;
 use common::*;
 use fail::FailScenario;
-use layer_format::failpoints::configure;
 use layer_format::{Key, Lsn};
+use pageserver::failpoints::configure;
 use std::time::Duration;
 
 const KEYS: u128 = 16;

@@ -14,7 +14,7 @@ use axum::http::{Method, StatusCode};
 use common::*;
 use fail::FailScenario;
 use layer_format::Lsn;
-use layer_format::failpoints::configure;
+use pageserver::failpoints::configure;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -15,7 +15,7 @@ use common::*;
 use fail::FailScenario;
 use index_part::names::IndexObjectName;
 use index_part::{IndexPart, ParseMode};
-use layer_format::failpoints::configure;
+use pageserver::failpoints::configure;
 use pageserver::remote::RemoteStorage;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

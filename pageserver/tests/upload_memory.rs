@@ -16,9 +16,9 @@ mod common;
 use common::*;
 use fail::FailScenario;
 use index_part::names::{TenantId, TimelineId};
-use layer_format::failpoints::configure;
 use layer_format::value::{Patch, encode_patches};
 use layer_format::{Key, Lsn, Value};
+use pageserver::failpoints::configure;
 use pageserver::timeline::Record;
 use std::time::{Duration, Instant};
 

@@ -42,18 +42,12 @@ fn configure_failpoints() -> anyhow::Result<()> {
         return Ok(());
     };
     anyhow::ensure!(
-        layer_format::failpoints::enabled(),
+        pageserver::failpoints::enabled(),
         "FAILPOINTS is set but this build has no failpoints (build with --features testing)"
     );
-    for item in spec.split(';').filter(|s| !s.trim().is_empty()) {
-        let (name, actions) = item
-            .split_once('=')
-            .with_context(|| format!("FAILPOINTS entry {item:?} is not name=actions"))?;
-        layer_format::failpoints::configure(name.trim(), actions.trim())
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("failpoint {name}"))?;
-    }
-    Ok(())
+    pageserver::failpoints::configure_all(&spec)
+        .map_err(anyhow::Error::msg)
+        .context("FAILPOINTS")
 }
 
 fn init_logging(format: LogFormat) {

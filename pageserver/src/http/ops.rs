@@ -12,14 +12,14 @@ struct FailpointConfig {
 
 #[cfg(feature = "testing")]
 pub(super) async fn failpoints(body: Bytes) -> ApiResult<Response> {
-    if !layer_format::failpoints::enabled() {
+    if !crate::failpoints::enabled() {
         return Err(ApiError::not_found(
             "failpoints are only available in builds with the testing feature",
         ));
     }
     let list: Vec<FailpointConfig> = json_body(&body)?;
     for fp in list {
-        layer_format::failpoints::configure(&fp.name, &fp.actions)
+        crate::failpoints::configure(&fp.name, &fp.actions)
             .map_err(|e| ApiError::bad_request(format!("failpoint {}: {e}", fp.name)))?;
         tracing::info!(name = fp.name, actions = fp.actions, "failpoint configured");
     }
@@ -29,12 +29,12 @@ pub(super) async fn failpoints(body: Bytes) -> ApiResult<Response> {
 /// The failpoints configured with `pause`: evaluations and threads waiting at each.
 #[cfg(feature = "testing")]
 pub(super) async fn failpoint_pauses() -> ApiResult<Response> {
-    if !layer_format::failpoints::enabled() {
+    if !crate::failpoints::enabled() {
         return Err(ApiError::not_found(
             "failpoints are only available in builds with the testing feature",
         ));
     }
-    let list: Vec<serde_json::Value> = layer_format::failpoints::paused()
+    let list: Vec<serde_json::Value> = crate::failpoints::paused()
         .into_iter()
         .map(|p| serde_json::json!({ "name": p.name, "hits": p.hits, "waiting": p.waiting }))
         .collect();

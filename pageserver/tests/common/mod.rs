@@ -227,7 +227,7 @@ pub fn with_bases(records: Vec<Record>, model: &Model) -> Vec<Record> {
 #[allow(dead_code, reason = "not every test binary pauses")]
 pub async fn wait_paused(name: &str) {
     for _ in 0..4000 {
-        if layer_format::failpoints::paused()
+        if pageserver::failpoints::paused()
             .iter()
             .any(|p| p.name == name && p.waiting > 0)
         {
