@@ -11,6 +11,8 @@
 #![forbid(unsafe_code)]
 
 mod error;
+/// Fuzz bodies (`testing` builds only).
+#[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 pub mod names;
 mod parse;

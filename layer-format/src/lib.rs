@@ -15,6 +15,8 @@ pub mod durable;
 mod error;
 pub mod failpoints;
 pub mod format;
+/// Fuzz bodies (`testing` builds only).
+#[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 pub mod io;
 mod key;

@@ -15,6 +15,7 @@
 //! layer I/O on blocking threads (`spawn_blocking`), never on a runtime worker.
 
 mod mem;
+#[cfg(any(test, feature = "testing"))]
 pub mod sim;
 mod std_engine;
 mod uring_engine;
