@@ -1,5 +1,10 @@
 //! The body of the parser's fuzz target, shared with the tests that run it on random input.
 
+#![allow(
+    clippy::expect_used,
+    reason = "a fuzz body's assertions: a panic is what the fuzzer reports"
+)]
+
 use crate::{IndexPart, ParseMode};
 
 /// Parses arbitrary bytes in both modes. Must never panic; whatever parses must serialize and

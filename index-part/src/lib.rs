@@ -9,6 +9,18 @@
 //! **Architecture invariant:** this crate knows nothing of tenants' runtime state, HTTP or
 //! object storage, and does no I/O: it parses and checks what it is given.
 #![forbid(unsafe_code)]
+// The style, as lints: no `expect` (an invariant is an `assert!` or `unreachable!` with its
+// argument, or a typed error), no lossy `as` casts (`try_from`), in
+// library code; tests are exempt (clippy.toml, and the `cfg_attr` below).
+#![deny(clippy::expect_used)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_possible_wrap
+    )
+)]
 
 mod error;
 /// Fuzz bodies (`testing` builds only).

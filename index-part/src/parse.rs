@@ -203,6 +203,7 @@ fn convert(raw: Raw) -> Result<IndexPart, IndexError> {
                     reason: e.reason,
                 },
             )?;
+        // Positive from here on: `unsigned_abs` below is the value itself.
         if l.file_size <= 0 {
             return Err(IndexError::BadFileSize {
                 name,
@@ -233,7 +234,7 @@ fn convert(raw: Raw) -> Result<IndexPart, IndexError> {
             }
         };
         let meta = LayerMetadata {
-            file_size: l.file_size as u64,
+            file_size: l.file_size.unsigned_abs(),
             generation: Generation(l.generation),
             checksum: l.checksum,
             level,

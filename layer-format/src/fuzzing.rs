@@ -1,5 +1,10 @@
 //! The body of the reader's fuzz target, shared with the tests that run it on random input.
 
+#![allow(
+    clippy::expect_used,
+    reason = "a fuzz body's assertions: a panic is what the fuzzer reports"
+)]
+
 use crate::io::MemFile;
 use crate::{Key, LayerReader, Lsn};
 use std::path::Path;

@@ -61,7 +61,9 @@ impl fmt::Display for Key {
             out[2 * i] = HEX[usize::from(b >> 4)];
             out[2 * i + 1] = HEX[usize::from(b & 0xf)];
         }
-        f.write_str(std::str::from_utf8(&out).expect("hex digits are ASCII"))
+        // Hex digits are ASCII: each byte is its char.
+        out.iter()
+            .try_for_each(|&c| fmt::Write::write_char(f, char::from(c)))
     }
 }
 

@@ -11,6 +11,23 @@
 //! **Architecture invariant:** this crate knows nothing of tenants, HTTP or object storage, and
 //! does no network I/O.
 
+// The style, as lints: no `expect` (an invariant is an `assert!` or `unreachable!` with its
+// argument, or a typed error), no lossy `as` casts (`try_from`, or `cast.rs`'s helpers), in
+// library code; tests are exempt (clippy.toml, and the `cfg_attr` below).
+#![deny(clippy::expect_used)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_possible_wrap
+    )
+)]
+
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("layer-format indexes buffers by file offsets: 64-bit targets only (cast.rs)");
+
+mod cast;
 pub mod durable;
 mod error;
 pub mod failpoints;

@@ -108,7 +108,8 @@ pub fn encode_patches(patches: &[Patch<'_>]) -> Bytes {
             usize::from(p.offset) + p.bytes.len() <= PAGE_SIZE,
             "patch outside the page"
         );
-        let len = u16::try_from(p.bytes.len()).expect("patch shorter than a page");
+        // Inside the page (asserted above), so below u16::MAX.
+        let len = u16::try_from(p.bytes.len()).unwrap_or(u16::MAX);
         out.extend_from_slice(&p.offset.to_be_bytes());
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(p.bytes);

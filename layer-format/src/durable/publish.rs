@@ -151,7 +151,10 @@ pub fn publish_batch(files: Vec<SyncedFile>) -> Result<Vec<PathBuf>, BatchPublis
         done.push(tf);
     }
     let published: Vec<PathBuf> = done.iter().map(|t| t.final_path().to_path_buf()).collect();
-    let last = done.last().expect("batch is not empty");
+    // `done` holds every file of the batch, and the batch has a first one.
+    let Some(last) = done.last() else {
+        return Ok(published);
+    };
     if let Err(error) = sync_dir_after_rename(last, &dir) {
         unpublish(last, &published);
         return Err(BatchPublishError {

@@ -28,7 +28,7 @@ fn nonce() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(0);
     let mixed = nanos
         ^ (u64::from(std::process::id()) << 40)
@@ -70,6 +70,10 @@ impl TempFile {
     }
 
     /// The open file.
+    #[expect(
+        clippy::expect_used,
+        reason = "only consuming methods take the file, and they consume the TempFile"
+    )]
     pub fn file(&self) -> &dyn IoFile {
         self.file
             .as_deref()
@@ -78,6 +82,10 @@ impl TempFile {
 
     /// A shared handle to the open file, for a helper thread that writes it. The helper must
     /// be done with it before the file is synced.
+    #[expect(
+        clippy::expect_used,
+        reason = "only consuming methods take the file, and they consume the TempFile"
+    )]
     pub fn shared_file(&self) -> Arc<dyn IoFile> {
         self.file
             .clone()

@@ -23,7 +23,9 @@ pub fn encode_blob(out: &mut Vec<u8>, payload: &[u8]) {
         "blob of {} bytes is too large",
         payload.len()
     );
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    // At most MAX_BLOB_PAYLOAD (asserted above), which is below u32::MAX.
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&crc32c::crc32c(payload).to_be_bytes());
     out.extend_from_slice(payload);
 }

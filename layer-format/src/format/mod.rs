@@ -66,10 +66,10 @@ pub(crate) fn be_u16(b: &[u8], at: usize) -> u16 {
 
 /// Reads a big-endian `u32` at `at`.
 pub(crate) fn be_u32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+    u32::from_be_bytes(crate::cast::array(&b[at..]))
 }
 
 /// Reads a big-endian `u64` at `at`.
 pub(crate) fn be_u64(b: &[u8], at: usize) -> u64 {
-    u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+    u64::from_be_bytes(crate::cast::array(&b[at..]))
 }

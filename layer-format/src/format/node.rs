@@ -82,9 +82,7 @@ pub fn encode_node(level: u8, entries: &[Entry]) -> Box<[u8; BLOCK_SIZE]> {
 pub fn put_entry(b: &mut [u8; BLOCK_SIZE], i: usize, e: &Entry) {
     assert!(i < NODE_CAPACITY, "node overfull");
     let at = NODE_HEADER_SIZE + i * ENTRY_SIZE;
-    let slot: &mut [u8; ENTRY_SIZE] = (&mut b[at..at + ENTRY_SIZE])
-        .try_into()
-        .expect("entry size");
+    let slot = &mut b[at..at + ENTRY_SIZE];
     slot[..16].copy_from_slice(&e.key.0);
     slot[16..24].copy_from_slice(&e.lsn.0.to_be_bytes());
     slot[24..].copy_from_slice(&e.value.to_be_bytes());
@@ -96,7 +94,9 @@ pub fn seal_node(b: &mut [u8; BLOCK_SIZE], level: u8, count: usize) {
     assert!(count <= NODE_CAPACITY, "node overfull");
     b[0] = if level == 0 { KIND_LEAF } else { KIND_INTERNAL };
     b[1] = level;
-    b[2..4].copy_from_slice(&u16::try_from(count).expect("below capacity").to_be_bytes());
+    // At most NODE_CAPACITY (asserted above), far below u16::MAX.
+    let count = u16::try_from(count).unwrap_or(u16::MAX);
+    b[2..4].copy_from_slice(&count.to_be_bytes());
     let crc = crc32c::crc32c(&b[..CRC_OFFSET]);
     b[CRC_OFFSET..].copy_from_slice(&crc.to_be_bytes());
 }
@@ -143,7 +143,7 @@ pub fn decode_node(b: &[u8; BLOCK_SIZE]) -> Result<Node, NodeError> {
         .map(|i| {
             let at = NODE_HEADER_SIZE + i * ENTRY_SIZE;
             Entry {
-                key: Key(b[at..at + 16].try_into().expect("16 bytes")),
+                key: Key(crate::cast::array(&b[at..])),
                 lsn: Lsn(be_u64(b, at + 16)),
                 value: be_u64(b, at + 24),
             }

@@ -126,7 +126,7 @@ impl Summary {
 
     /// Decodes and checks a summary block.
     pub fn decode(b: &[u8; BLOCK_SIZE]) -> Result<Summary, SummaryError> {
-        let magic: [u8; 8] = b[0..8].try_into().expect("8 bytes");
+        let magic: [u8; 8] = crate::cast::array(&b[0..]);
         if magic != MAGIC {
             return Err(SummaryError::BadMagic(magic));
         }
@@ -149,8 +149,7 @@ impl Summary {
         }
         let s = Summary {
             kind,
-            key_range: Key(b[16..32].try_into().expect("16"))
-                ..Key(b[32..48].try_into().expect("16")),
+            key_range: Key(crate::cast::array(&b[16..]))..Key(crate::cast::array(&b[32..])),
             lsn_range: Lsn(be_u64(b, 48))..Lsn(be_u64(b, 56)),
             record_count: be_u64(b, 64),
             blob_bytes: be_u64(b, 72),

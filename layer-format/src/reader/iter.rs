@@ -1,6 +1,7 @@
 //! Ordered scans: a leaf at a time, values through a read-ahead window over the blob stream.
 
 use super::{LayerReader, read_exact};
+use crate::cast::{array, usize_of};
 use crate::error::Result;
 use crate::format::blob::{BLOB_HEADER_SIZE, decode_header};
 use crate::format::node::Node;
@@ -26,7 +27,7 @@ impl BlobCursor {
         if offset >= self.start && offset + len as u64 <= end {
             return Ok(());
         }
-        let avail = (r.summary.blob_bytes - offset) as usize;
+        let avail = usize_of(r.summary.blob_bytes - offset);
         let mut buf = vec![0u8; len.max(READ_AHEAD).min(avail)];
         read_exact(&*r.file, &r.path, &mut buf, offset)?;
         self.start = offset;
@@ -44,15 +45,11 @@ impl BlobCursor {
             ));
         }
         self.ensure(r, offset, BLOB_HEADER_SIZE)?;
-        let at = (offset - self.start) as usize;
-        let header = decode_header(
-            self.data[at..at + BLOB_HEADER_SIZE]
-                .try_into()
-                .expect("header"),
-        );
+        let at = usize_of(offset - self.start);
+        let header = decode_header(&array(&self.data[at..]));
         let total = r.check_blob_len(offset, header.len)?;
         self.ensure(r, offset, total)?;
-        let at = (offset - self.start) as usize;
+        let at = usize_of(offset - self.start);
         let value = r.decode_blob(offset, self.data.slice(at..at + total))?;
         Ok((value, offset + total as u64))
     }
@@ -104,9 +101,10 @@ impl<'a> LayerIter<'a> {
                 State::Done => return Ok(None),
                 State::Start(key) => {
                     let pos = (*key, Lsn(0));
-                    let (block, node) = r
-                        .find_leaf(pos, super::Mode::Scan)?
-                        .expect("a scan reads what is not cached");
+                    // A scan reads what is not cached, so it always answers.
+                    let Some((block, node)) = r.find_leaf(pos, super::Mode::Scan)? else {
+                        unreachable!("a scan answered nothing");
+                    };
                     let i = node.first_at_or_above(pos);
                     self.state = State::At { block, node, i };
                 }

@@ -17,6 +17,7 @@ use cache::{Cached, Region};
 pub use iter::LayerIter;
 pub use verify::VerifyReport;
 
+use crate::cast::{array, usize_of};
 use crate::error::{LayerError, Result};
 use crate::format::blob::{BLOB_HEADER_SIZE, MAX_BLOB_PAYLOAD, decode_header};
 use crate::format::node::{Node, NodeError, decode_node};
@@ -156,9 +157,10 @@ impl LayerReader {
     /// The values this layer holds for rebuilding `key` at `lsn`: records of `key` at or below
     /// `lsn`, newest first, ending at the first image or `will_init` record if there is one.
     pub fn get(&self, key: Key, lsn: Lsn) -> Result<Vec<(Lsn, Value)>> {
-        Ok(self
-            .get_with(key, lsn, Mode::Point)?
-            .expect("a point read with I/O always answers"))
+        match self.get_with(key, lsn, Mode::Point)? {
+            Some(values) => Ok(values),
+            None => unreachable!("a point read with I/O answered nothing"),
+        }
     }
 
     /// [`LayerReader::get`] answered from the block cache alone, without any I/O (so that a
@@ -280,7 +282,13 @@ impl LayerReader {
                     format!("child link {child} outside blocks {lowest}..{below}"),
                 ));
             }
-            block = child as u32;
+            block = u32::try_from(child).map_err(|_| {
+                self.corrupt(
+                    block_offset(block),
+                    "index block",
+                    format!("child link {child} above the largest block number"),
+                )
+            })?;
             level -= 1;
         }
     }
@@ -383,7 +391,7 @@ impl LayerReader {
     /// Reads the value of the blob at `offset` with one read for page-sized values.
     fn read_value(&self, offset: u64) -> Result<Value> {
         let avail = self.summary.blob_bytes.saturating_sub(offset);
-        let mut buf = vec![0u8; POINT_READ_BYTES.min(avail as usize)];
+        let mut buf = vec![0u8; POINT_READ_BYTES.min(usize_of(avail))];
         if buf.len() < BLOB_HEADER_SIZE {
             return Err(self.corrupt(
                 offset,
@@ -392,7 +400,7 @@ impl LayerReader {
             ));
         }
         read_exact(&*self.file, &self.path, &mut buf, offset)?;
-        let header = decode_header(buf[..BLOB_HEADER_SIZE].try_into().expect("header"));
+        let header = decode_header(&array(&buf));
         let total = self.check_blob_len(offset, header.len)?;
         if buf.len() < total {
             let have = buf.len();
@@ -428,7 +436,7 @@ impl LayerReader {
 
     /// Checks and decodes a whole blob (header and payload).
     fn decode_blob(&self, offset: u64, blob: Bytes) -> Result<Value> {
-        let header = decode_header(blob[..BLOB_HEADER_SIZE].try_into().expect("header"));
+        let header = decode_header(&array(&blob));
         let payload = blob.slice(BLOB_HEADER_SIZE..);
         let actual = crc32c::crc32c(&payload);
         if actual != header.crc {

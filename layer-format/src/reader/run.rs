@@ -17,6 +17,7 @@
 
 use super::cache::{Cached, Region};
 use super::{LayerReader, POINT_READ_BYTES, read_exact};
+use crate::cast::{array, usize_of};
 use crate::error::Result;
 use crate::format::blob::{BLOB_HEADER_SIZE, decode_header};
 use crate::format::node::Entry;
@@ -69,7 +70,7 @@ impl LayerReader {
         if end - start > POINT_READ_BYTES as u64 {
             return Ok(Vec::new());
         }
-        let len = usize::try_from(end - start).expect("at most one page-sized read");
+        let len = usize_of(end - start);
         let mut buf = vec![0u8; len];
         read_exact(&*self.file, &self.path, &mut buf, start)?;
         let run = &entries[lo..=newest];
@@ -80,12 +81,12 @@ impl LayerReader {
         let mut out = Vec::with_capacity(run.len());
         for (k, e) in run.iter().enumerate().rev() {
             let next = run.get(k + 1).map_or(end, |n| n.value);
-            let at = usize::try_from(e.value - start).expect("inside the read");
-            let to = usize::try_from(next - start).expect("inside the read");
+            let at = usize_of(e.value - start);
+            let to = usize_of(next - start);
             if to - at < BLOB_HEADER_SIZE {
                 break;
             }
-            let header = decode_header(buf[at..at + BLOB_HEADER_SIZE].try_into().expect("header"));
+            let header = decode_header(&array(&buf[at..]));
             if BLOB_HEADER_SIZE + header.len != to - at {
                 break;
             }

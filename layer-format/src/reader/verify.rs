@@ -8,6 +8,7 @@
 
 use super::iter::BlobCursor;
 use super::{LayerReader, block_offset, read_exact};
+use crate::cast::usize_of;
 use crate::error::{LayerError, Result};
 use crate::format::BLOCK_SIZE_U64;
 use crate::format::node::{Entry, NODE_CAPACITY};
@@ -81,7 +82,7 @@ impl LayerReader {
             ));
         }
         let pad_end = u64::from(s.index_start_block) * BLOCK_SIZE_U64;
-        let mut pad = vec![0u8; (pad_end - s.blob_bytes) as usize];
+        let mut pad = vec![0u8; usize_of(pad_end - s.blob_bytes)];
         read_exact(&*self.file, &self.path, &mut pad, s.blob_bytes)?;
         if pad.iter().any(|&b| b != 0) {
             return Err(self.corrupt(s.blob_bytes, "blob stream", "padding is not zero".into()));
@@ -153,7 +154,7 @@ impl LayerReader {
         let mut buf = vec![0u8; CHECKSUM_READ];
         let (mut offset, mut crc) = (0u64, 0u32);
         while offset < size {
-            let n = CHECKSUM_READ.min((size - offset) as usize);
+            let n = CHECKSUM_READ.min(usize_of(size - offset));
             read_exact(&*self.file, &self.path, &mut buf[..n], offset)?;
             crc = crc32c::crc32c_append(crc, &buf[..n]);
             offset += n as u64;

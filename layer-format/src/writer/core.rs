@@ -167,7 +167,9 @@ impl WriterCore {
         let (tag, body) = value.encoded_parts();
         let crc = crc32c::crc32c_append(tag_crc(tag), body);
         let mut header = [0u8; BLOB_HEADER_SIZE + 1];
-        header[..4].copy_from_slice(&(len as u32).to_be_bytes());
+        // At most MAX_BLOB_PAYLOAD (asserted above), below u32::MAX.
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        header[..4].copy_from_slice(&len.to_be_bytes());
         header[4..8].copy_from_slice(&crc.to_be_bytes());
         header[8] = tag;
         self.chunk.copy(&header);
@@ -222,7 +224,8 @@ impl WriterCore {
         }
         let blob_bytes = self.chunk.position();
         let pad = blob_bytes.next_multiple_of(BLOCK_SIZE_U64) - blob_bytes;
-        self.chunk.copy(&[0u8; BLOCK_SIZE][..pad as usize]);
+        self.chunk
+            .copy(&[0u8; BLOCK_SIZE][..crate::cast::usize_of(pad)]);
         let index_start_block = blob_bytes.div_ceil(BLOCK_SIZE_U64);
 
         // Leaves, built as records came, then each level above, bottom-up; each level indexes
@@ -264,15 +267,26 @@ impl WriterCore {
         let (index_blocks, index_height) = index_shape(leaf_blocks);
         assert_eq!(index_start_block + index_blocks, next_block, "index shape");
 
+        // The summary records block numbers as u32: a layer of 16 TiB or more cannot be
+        // described, and is refused rather than written wrong.
+        let path = self.temp.temp_path().to_path_buf();
+        let block_number = |b: u64| {
+            u32::try_from(b).map_err(|_| {
+                let e = std::io::Error::other(format!(
+                    "block {b} is beyond the format's u32 block numbers (a layer of 16 TiB or more)"
+                ));
+                LayerError::io("finish", path.clone(), e)
+            })
+        };
         let summary = Summary {
             kind: self.kind,
             key_range: self.key_range.clone(),
             lsn_range: self.lsn_range.clone(),
             record_count,
             blob_bytes,
-            index_start_block: u32::try_from(index_start_block).expect("layer below 32 TiB"),
-            leaf_blocks: leaf_blocks as u32,
-            index_root_block: index_root_block as u32,
+            index_start_block: block_number(index_start_block)?,
+            leaf_blocks: block_number(leaf_blocks)?,
+            index_root_block: block_number(index_root_block)?,
             index_height,
             file_size_bytes: (index_root_block + 2) * BLOCK_SIZE_U64,
         };
@@ -309,7 +323,11 @@ impl WriterCore {
 /// starts from it instead of a call per record.
 fn tag_crc(tag: u8) -> u32 {
     static TABLE: std::sync::LazyLock<[u32; 256]> = std::sync::LazyLock::new(|| {
-        std::array::from_fn(|t| crc32c::crc32c(&[u8::try_from(t).expect("below 256")]))
+        let mut table = [0u32; 256];
+        for (tag, crc) in (0..=u8::MAX).zip(table.iter_mut()) {
+            *crc = crc32c::crc32c(&[tag]);
+        }
+        table
     });
     TABLE[usize::from(tag)]
 }

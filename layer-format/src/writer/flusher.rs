@@ -115,9 +115,10 @@ impl Flusher {
         };
         if tx.send(segments).is_err() {
             // The thread ended early: it met a write error.
-            return Err(self
-                .join()
-                .expect_err("a flusher thread only stops early on error"));
+            return Err(match self.join() {
+                Err(e) => e,
+                Ok(_) => unreachable!("a flusher thread only stops early on error"),
+            });
         }
         Ok(())
     }

@@ -85,7 +85,10 @@ impl LeafBuilder {
 
     fn last_block(&mut self) -> &mut [u8; BLOCK_SIZE] {
         let at = self.open.len() - BLOCK_SIZE;
-        (&mut self.open[at..]).try_into().expect("one block")
+        match (&mut self.open[at..]).try_into() {
+            Ok(block) => block,
+            Err(_) => unreachable!("the open tail is one block"),
+        }
     }
 
     fn seal(&mut self) {

@@ -139,7 +139,7 @@ impl Image {
             }
             Op::Write { ino, offset, data } => {
                 let file = Arc::make_mut(self.data.entry(*ino).or_default());
-                let start = usize::try_from(*offset).expect("offsets fit in memory");
+                let start = crate::cast::usize_of(*offset);
                 for (i, chunk) in data.chunks(SECTOR).enumerate() {
                     if keep.is_some_and(|k| !k.get(i).copied().unwrap_or(false)) {
                         continue;
