@@ -47,5 +47,5 @@ pub use error::{LayerError, Result};
 pub use key::{Key, Lsn, ParseKeyError};
 pub use name::{Generation, LayerFileName, LayerName};
 pub use reader::{BlockCache, CacheStats, LayerReader};
-pub use value::Value;
+pub use value::{Record, Value};
 pub use writer::{DeltaLayerWriter, FinishedLayer, ImageLayerWriter, LayerInfo};

@@ -41,6 +41,17 @@ pub enum Value {
     },
 }
 
+/// One record: a page's value at an LSN, what ingest carries and a layer holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The page.
+    pub key: crate::Key,
+    /// Its LSN.
+    pub lsn: crate::Lsn,
+    /// What it holds.
+    pub value: Value,
+}
+
 impl std::fmt::Debug for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -28,7 +28,7 @@ use index_part::names::{TenantId, TimelineId};
 use layer_format::value::PAGE_SIZE;
 use layer_format::{Key, Lsn, Value};
 use pageserver::server::PageServer;
-use pageserver::timeline::{Record, encode_ingest};
+use pageserver::timeline::Record;
 use std::time::{Duration, Instant};
 
 #[tokio::main]
@@ -75,15 +75,12 @@ async fn main() {
         for chunk in recs.chunks(MIB / (PAGE_SIZE + 29)) {
             let mut sorted = chunk.to_vec();
             sorted.sort_by_key(|r| r.lsn);
-            timeline
-                .ingest(&Bytes::from(encode_ingest(&sorted)), None)
-                .await
-                .unwrap();
+            timeline.ingest(sorted, None).await.unwrap();
         }
         timeline.checkpoint().await.unwrap();
     }
     assert!(timeline.wait_uploads(Duration::from_secs(600)).await);
-    let input_bytes: u64 = timeline.layer_list().iter().map(|l| l.file_size).sum();
+    let input_bytes: u64 = timeline.layer_list().iter().map(|l| l.meta.file_size).sum();
     assert_eq!(timeline.layer_list().len(), 10);
 
     // The ceiling: the same number of bytes, 1 MiB writes through the same engine, each with
@@ -141,10 +138,7 @@ async fn main() {
             value: Value::Image(pages[0].clone()),
         }
     });
-    timeline
-        .ingest(&Bytes::from(encode_ingest(&span)), None)
-        .await
-        .unwrap();
+    timeline.ingest(span.to_vec(), None).await.unwrap();
     timeline.checkpoint().await.unwrap();
     assert!(timeline.wait_uploads(Duration::from_secs(600)).await);
     let before = timeline.layer_list().len();
@@ -156,11 +150,11 @@ async fn main() {
     let images: Vec<_> = timeline
         .layer_list()
         .into_iter()
-        .filter(|l| l.kind == "image")
+        .filter(|l| !l.name.is_delta())
         .collect();
     assert_eq!(images.len(), result.outputs, "one image per partition");
     assert!(timeline.layer_list().len() > before);
-    let image_bytes: u64 = images.iter().map(|l| l.file_size).sum();
+    let image_bytes: u64 = images.iter().map(|l| l.meta.file_size).sum();
     println!(
         "  {:<36} {:>8.1} MB/s of image  ({} images, {} MiB, {:.2} s)",
         "image creation (get_page of every key)",

@@ -14,14 +14,13 @@
     reason = "benchmark harness: any failure aborts the run"
 )]
 
-use bytes::Bytes;
 use index_part::names::{TenantId, TimelineId};
 use layer_format::value::{Patch, encode_patches};
 use layer_format::{Key, Lsn, Value};
 use pageserver::config::PageServerConf;
 use pageserver::remote::faults::FaultConfig;
 use pageserver::server::PageServer;
-use pageserver::timeline::{Record, encode_ingest};
+use pageserver::timeline::Record;
 use std::time::{Duration, Instant};
 
 async fn run(delay_ms: u64, concurrency: usize, flushes: u64) -> f64 {
@@ -65,9 +64,7 @@ async fn run(delay_ms: u64, concurrency: usize, flushes: u64) -> f64 {
             })
             .collect();
         lsn += 4;
-        tl.ingest(&Bytes::from(encode_ingest(&recs)), None)
-            .await
-            .unwrap();
+        tl.ingest(recs, None).await.unwrap();
         tl.flush().await.unwrap();
     }
     let issued = started.elapsed();

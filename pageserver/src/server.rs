@@ -180,7 +180,7 @@ impl PageServer {
                 continue;
             }
             for timeline in tenant.timelines() {
-                if timeline.broken_reason().is_some() || timeline.info().stale {
+                if timeline.broken_reason().is_some() || timeline.status().stale {
                     report.skipped += 1;
                     continue;
                 }

@@ -87,12 +87,12 @@ async fn bad_ingest_bodies_are_rejected_whole() {
     let before = ts.info().await;
 
     let good = with_bases(workload(21, 10, 5, false), &model);
-    let body = pageserver::timeline::encode_ingest(&good);
+    let body = pageserver::http::wire::encode(&good);
     let mut cases: Vec<(Vec<u8>, &str)> = vec![
         (Vec::new(), "empty body"),
         (body[..body.len() - 1].to_vec(), "runs past the end"),
         (
-            pageserver::timeline::encode_ingest(&workload(5, 3, 5, false)),
+            pageserver::http::wire::encode(&workload(5, 3, 5, false)),
             "not above the timeline's last_record_lsn",
         ),
     ];
@@ -204,4 +204,34 @@ async fn ids_and_unknown_objects() {
     let (s, m) = ts.call(Method::GET, "/metrics", Body::empty()).await;
     assert_eq!(s, StatusCode::OK);
     assert!(String::from_utf8_lossy(&m).contains("pageserver_timeline_lsn"));
+}
+
+/// A caller in process, without the wire decoder, is held to the timeline's own rules: records
+/// out of LSN order, at or below `last_record_lsn`, or none at all are refused and change
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_ingested_in_process_obey_the_timelines_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let ts = TestServer::start(conf(dir.path())).await;
+    ts.setup().await;
+    let (t, tl) = (TENANT.parse().unwrap(), TIMELINE.parse().unwrap());
+    let timeline = ts.server.tenants.get(t).unwrap().timeline(tl).unwrap();
+    let recs = workload(10, 4, 4, false);
+    let last = recs.last().unwrap().lsn;
+    assert_eq!(timeline.ingest(recs.clone(), None).await.unwrap(), last);
+    let mut backwards = workload(last.0 + 10, 4, 4, false);
+    backwards.reverse();
+    let at_last = workload(last.0, 2, 4, false);
+    for (what, bad) in [
+        ("none", Vec::new()),
+        ("out of order", backwards),
+        ("at last_record_lsn", at_last),
+    ] {
+        let e = timeline.ingest(bad, None).await.unwrap_err();
+        assert!(
+            matches!(e, pageserver::timeline::IngestFailure::Malformed(_)),
+            "{what}: {e}"
+        );
+        assert_eq!(timeline.last_record_lsn(), last, "{what} changed nothing");
+    }
 }

@@ -16,7 +16,8 @@ mod common;
 
 use common::{Model, TENANT, TIMELINE, with_bases, workload};
 use layer_format::{Key, Lsn};
-use pageserver::timeline::{Record, encode_ingest};
+use pageserver::http::wire::encode as encode_ingest;
+use pageserver::timeline::Record;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -127,7 +127,7 @@ async fn a_retried_creation_adopts_its_own_landed_index() {
         &server,
         Method::POST,
         &format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}/ingest"),
-        pageserver::timeline::encode_ingest(&recs),
+        pageserver::http::wire::encode(&recs),
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b:?}");

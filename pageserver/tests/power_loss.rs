@@ -44,7 +44,6 @@ use pageserver::config::{PageServerConf, RemoteStorageConfig};
 use pageserver::remote::{PutOutcome, RemoteStorage};
 use pageserver::server::PageServer;
 use pageserver::tenant::TenantManager;
-use pageserver::timeline::encode_ingest;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,10 +138,7 @@ async fn record(variant: Variant, upload: Upload, fail_fsync: Option<u64>) -> Re
     for round in 0..FLUSHES {
         engine.set_label(&format!("flush {round}"));
         let recs = with_bases(workload(lsn, 12, KEYS, round % 2 == 1), &model);
-        timeline
-            .ingest(&Bytes::from(encode_ingest(&recs)), None)
-            .await
-            .unwrap();
+        timeline.ingest(recs.clone(), None).await.unwrap();
         model.add(&recs);
         lsn += 12;
         // A failed fsync fails this flush; the retry writes the layer again.
@@ -154,7 +150,7 @@ async fn record(variant: Variant, upload: Upload, fail_fsync: Option<u64>) -> Re
             ok = timeline.checkpoint().await.is_ok();
         }
         assert!(ok, "the flush succeeds once fsync works again");
-        let acked: Lsn = timeline.info().remote_consistent_lsn.parse().unwrap();
+        let acked: Lsn = timeline.status().remote_consistent_lsn;
         engine.set_acked(acked.0 + 1);
         if round % 2 == 1 && round < 4 {
             engine.set_label(&format!("compaction after flush {round}"));

@@ -4,7 +4,8 @@
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use layer_format::{Key, Lsn};
-use pageserver::timeline::{Record, encode_ingest};
+use pageserver::http::wire::encode as encode_ingest;
+use pageserver::timeline::Record;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

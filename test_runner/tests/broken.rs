@@ -16,7 +16,8 @@
 )]
 
 use layer_format::{Key, Lsn};
-use pageserver::timeline::{Record, encode_ingest};
+use pageserver::http::wire::encode as encode_ingest;
+use pageserver::timeline::Record;
 use reqwest::Method;
 use test_runner::remote::{Backend, Remote};
 use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of};

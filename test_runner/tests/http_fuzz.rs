@@ -20,7 +20,8 @@
 
 use bytes::Bytes;
 use layer_format::{Key, Lsn};
-use pageserver::timeline::{Record, decode_ingest, encode_ingest};
+use pageserver::http::wire::{decode as decode_ingest, encode as encode_ingest};
+use pageserver::timeline::Record;
 use reqwest::Method;
 use std::collections::{BTreeMap, HashSet};
 use test_runner::Rng;

@@ -8,7 +8,7 @@
 //! deadline and the store's delay) are drawn per seed: `SHUTDOWN_SEED=N` replays one.
 
 use layer_format::Lsn;
-use pageserver::timeline::encode_ingest;
+use pageserver::http::wire::encode as encode_ingest;
 use std::time::{Duration, Instant};
 use test_runner::Rng;
 use test_runner::model::{Model, workload};

@@ -9,7 +9,8 @@ use bytes::Bytes;
 use layer_format::value::{PAGE_SIZE, Patch, encode_patches};
 use layer_format::{Key, Lsn, Value};
 use pageserver::config::PageServerConf;
-use pageserver::timeline::{Record, encode_ingest};
+use pageserver::http::wire::encode as encode_ingest;
+use pageserver::timeline::Record;
 
 pub const TENANT: &str = "0123456789abcdef0123456789abcdef";
 pub const TIMELINE: &str = "fedcba9876543210fedcba9876543210";

@@ -7,7 +7,7 @@
 //! client) under the fuzzer's instrumentation.
 #![no_main]
 
-#[path = "../../src/timeline/ingest.rs"]
+#[path = "../../src/http/wire.rs"]
 #[allow(dead_code, reason = "only the decoder's fuzz body is used")]
 mod ingest;
 

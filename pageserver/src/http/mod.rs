@@ -4,12 +4,14 @@
 //! attempt) is a 400 that never reaches a path or an object key. Request bodies are read as
 //! bytes and parsed here, so that every error is the JSON `{"error"}` shape.
 
+pub mod answers;
 pub mod auth;
 mod error;
 mod observe;
 mod ops;
 mod tenants;
 mod timelines;
+pub mod wire;
 
 pub use error::ApiError;
 

@@ -1,6 +1,7 @@
 //! The tenant routes: create, list, info, attach, detach, reset.
 
 use super::*;
+use crate::http::answers::TenantInfo;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,7 +20,7 @@ pub(super) async fn create_tenant(
         .create_tenant(id)
         .instrument(tracing::info_span!("create_tenant", tenant_id = %id))
         .await?;
-    Ok((StatusCode::CREATED, Json(tenant.info())).into_response())
+    Ok((StatusCode::CREATED, Json(TenantInfo::from(tenant.status()))).into_response())
 }
 
 pub(super) async fn list_tenants(State(s): State<Arc<PageServer>>) -> Response {
@@ -27,7 +28,7 @@ pub(super) async fn list_tenants(State(s): State<Arc<PageServer>>) -> Response {
         s.tenants
             .list()
             .iter()
-            .map(|t| t.info())
+            .map(|t| TenantInfo::from(t.status()))
             .collect::<Vec<_>>(),
     )
     .into_response()
@@ -37,7 +38,7 @@ pub(super) async fn tenant_info(
     State(s): State<Arc<PageServer>>,
     Path(t): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(Json(s.tenants.get(tenant_id(&t)?)?.info()).into_response())
+    Ok(Json(TenantInfo::from(s.tenants.get(tenant_id(&t)?)?.status())).into_response())
 }
 
 pub(super) async fn attach_tenant(
@@ -50,7 +51,7 @@ pub(super) async fn attach_tenant(
         .attach_tenant(id)
         .instrument(tracing::info_span!("attach", tenant_id = %id))
         .await?;
-    Ok(Json(tenant.info()).into_response())
+    Ok(Json(TenantInfo::from(tenant.status())).into_response())
 }
 
 pub(super) async fn detach_tenant(
@@ -103,5 +104,5 @@ pub(super) async fn reset_tenant(
     let tenant = task
         .await
         .map_err(|e| ApiError::internal(&anyhow::anyhow!("reset task failed: {e}")))??;
-    Ok(Json(tenant.info()).into_response())
+    Ok(Json(TenantInfo::from(tenant.status())).into_response())
 }

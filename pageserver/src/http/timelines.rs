@@ -2,6 +2,7 @@
 //! their drawing.
 
 use super::*;
+use crate::http::answers::{LayerInfo, TimelineInfo};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,7 +20,11 @@ pub(super) async fn create_timeline(
     let tl = timeline_id(&req.timeline_id)?;
     let span = tracing::info_span!("create_timeline", tenant_id = %t, timeline_id = %tl);
     let timeline = s.tenants.create_timeline(t, tl).instrument(span).await?;
-    Ok((StatusCode::CREATED, Json(timeline.info())).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(TimelineInfo::from(timeline.status())),
+    )
+        .into_response())
 }
 
 pub(super) async fn timeline_info(
@@ -27,7 +32,7 @@ pub(super) async fn timeline_info(
     Path((t, tl)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let (_, timeline) = lookup(&s, &t, &tl)?;
-    Ok(Json(timeline.info()).into_response())
+    Ok(Json(TimelineInfo::from(timeline.status())).into_response())
 }
 
 pub(super) async fn ingest(
@@ -51,7 +56,13 @@ pub(super) async fn ingest(
         &timeline,
         "ingest",
         span,
-        crate::metrics::timed("ingest", timeline.ingest(&body, incarnation)),
+        crate::metrics::timed(
+            "ingest",
+            timeline.ingest_decoded(
+                |last| super::wire::decode(&body, last, s.conf.max_ingest_records),
+                incarnation,
+            ),
+        ),
     )
     .await?
     .map_err(|e| match e {
@@ -61,6 +72,9 @@ pub(super) async fn ingest(
             ApiError::conflict(e.to_string())
         }
     })?;
+    crate::metrics::METRICS
+        .ingest_bytes
+        .inc_by(body.len() as u64);
     Ok(Json(serde_json::json!({ "last_record_lsn": lsn.to_string(), "incarnation": timeline.incarnation })).into_response())
 }
 
@@ -106,7 +120,7 @@ pub(super) async fn checkpoint(
     on_timeline(&timeline, "checkpoint", span, timeline.checkpoint())
         .await?
         .map_err(|e| ApiError::internal(&e))?;
-    Ok(Json(timeline.info()).into_response())
+    Ok(Json(TimelineInfo::from(timeline.status())).into_response())
 }
 
 pub(super) async fn compact(
@@ -132,7 +146,7 @@ pub(super) async fn gc(
         .map_err(|e| ApiError::internal(&e))?;
     Ok(Json(serde_json::json!({
         "removed": removed,
-        "gc_cutoff_lsn": timeline.info().gc_cutoff_lsn,
+        "gc_cutoff_lsn": timeline.gc_cutoff_lsn().to_string(),
     }))
     .into_response())
 }
@@ -142,7 +156,7 @@ pub(super) async fn layers(
     Path((t, tl)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let (_, timeline) = lookup(&s, &t, &tl)?;
-    Ok(Json(serde_json::json!({ "layers": timeline.layer_list() })).into_response())
+    Ok(Json(serde_json::json!({ "layers": timeline.layer_list().into_iter().map(LayerInfo::from).collect::<Vec<_>>() })).into_response())
 }
 
 pub(super) async fn layer_map_svg(

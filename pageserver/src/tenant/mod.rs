@@ -16,7 +16,6 @@ use index_part::names::{
 };
 use index_part::{IndexPart, ParseMode, select_authoritative};
 use layer_format::io::IoEngine;
-use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -40,22 +39,21 @@ pub struct Tenant {
     broken: Option<String>,
 }
 
-/// What `GET /v1/tenant/{id}` answers.
-#[derive(Debug, Clone, Serialize)]
-pub struct TenantInfo {
+/// A tenant's state at one moment.
+#[derive(Debug, Clone)]
+pub struct TenantStatus {
     /// The tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// This attachment's generation.
-    pub generation: u32,
-    /// `Active`; `Stale` once a newer attachment has been seen; `Broken` if it could not be
-    /// loaded.
-    pub state: &'static str,
-    /// Why it is broken.
+    pub generation: Generation,
+    /// Why it could not be loaded, if it could not.
     pub broken_reason: Option<String>,
+    /// Whether a newer attachment has been seen (by any of its timelines).
+    pub stale: bool,
     /// Its timelines.
-    pub timelines: Vec<String>,
+    pub timelines: Vec<TimelineId>,
     /// Those of its timelines that are broken.
-    pub broken_timelines: Vec<String>,
+    pub broken_timelines: Vec<TimelineId>,
 }
 
 impl Tenant {
@@ -64,28 +62,20 @@ impl Tenant {
         self.timelines.lock_unpoisoned().get(&id).cloned()
     }
 
-    /// The tenant's info.
-    pub fn info(&self) -> TenantInfo {
-        // Not under the map's lock: a timeline's info takes that timeline's own lock.
+    /// The tenant's status.
+    pub fn status(&self) -> TenantStatus {
+        // Not under the map's lock: a timeline's status takes that timeline's own lock.
         let tls = self.timelines();
-        let stale = tls.iter().any(|t| t.info().stale);
-        let state = if self.broken.is_some() {
-            "Broken"
-        } else if stale {
-            "Stale"
-        } else {
-            "Active"
-        };
-        TenantInfo {
-            tenant_id: self.id.to_string(),
-            generation: self.generation.0,
-            state,
+        TenantStatus {
+            tenant_id: self.id,
+            generation: self.generation,
             broken_reason: self.broken.clone(),
-            timelines: tls.iter().map(|t| t.timeline_id.to_string()).collect(),
+            stale: tls.iter().any(|t| t.status().stale),
+            timelines: tls.iter().map(|t| t.timeline_id).collect(),
             broken_timelines: tls
                 .iter()
                 .filter(|t| t.broken_reason().is_some())
-                .map(|t| t.timeline_id.to_string())
+                .map(|t| t.timeline_id)
                 .collect(),
         }
     }

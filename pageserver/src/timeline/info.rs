@@ -1,36 +1,29 @@
-//! What a timeline reports: its info, its layers (and their drawing) and the figures of its
-//! gauges; the answer types of the HTTP API.
+//! What a timeline reports, as typed facts: its status, its layers (and their drawing) and
+//! the figures of its gauges. The HTTP layer turns them into its answers (`http/answers.rs`).
 
 use super::*;
 
-/// Layer counts of [`TimelineInfo`].
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct LayerCounts {
-    /// Delta layers.
-    pub delta: usize,
-    /// Image layers.
-    pub image: usize,
-}
-
-/// What `GET .../timeline/{id}` answers.
-#[derive(Debug, Clone, Serialize)]
-pub struct TimelineInfo {
+/// A timeline's state at one moment.
+#[derive(Debug, Clone)]
+pub struct TimelineStatus {
     /// The tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The timeline.
-    pub timeline_id: String,
+    pub timeline_id: TimelineId,
     /// The newest LSN ingested.
-    pub last_record_lsn: String,
+    pub last_record_lsn: Lsn,
     /// Every record at or below it is in local layer files.
-    pub disk_consistent_lsn: String,
+    pub disk_consistent_lsn: Lsn,
     /// Every record at or below it is in an uploaded index and its layers (I9).
-    pub remote_consistent_lsn: String,
+    pub remote_consistent_lsn: Lsn,
     /// The attachment's generation.
-    pub generation: u32,
+    pub generation: Generation,
     /// Reads below this LSN are refused: GC may have removed what they need.
-    pub gc_cutoff_lsn: String,
-    /// Layers in the layer map.
-    pub layers: LayerCounts,
+    pub gc_cutoff_lsn: Lsn,
+    /// Delta layers in the layer map.
+    pub delta_layers: usize,
+    /// Image layers in the layer map.
+    pub image_layers: usize,
     /// Upload operations queued and not yet done.
     pub pending_uploads: usize,
     /// Bytes the upload queue holds for them (bounded: one index, however many flushes).
@@ -43,10 +36,21 @@ pub struct TimelineInfo {
     pub stale: bool,
     /// Changes whenever the timeline is reloaded (reset, restart, attach).
     pub incarnation: u64,
-    /// `Active`, or `Broken` after a panic in one of its requests or jobs.
-    pub state: &'static str,
-    /// Why it is broken.
+    /// Why it is broken (a panic in one of its requests or jobs), if it is.
     pub broken_reason: Option<String>,
+}
+
+/// One layer of the layer map.
+#[derive(Debug, Clone)]
+pub struct LayerStatus {
+    /// Its name.
+    pub name: LayerName,
+    /// What the index records of it.
+    pub meta: index_part::LayerMetadata,
+    /// Whether the file is present locally.
+    pub local: bool,
+    /// Whether the object is known to be in remote storage.
+    pub remote: bool,
 }
 
 /// What the per-timeline gauges show.
@@ -64,36 +68,9 @@ pub struct LsnsAndQueue {
     pub queued_bytes: usize,
 }
 
-/// One entry of `GET .../layer`.
-#[derive(Debug, Clone, Serialize)]
-pub struct LayerInfoJson {
-    /// Layer name.
-    pub name: String,
-    /// `delta` or `image`.
-    pub kind: &'static str,
-    /// First key.
-    pub key_start: String,
-    /// End key (exclusive).
-    pub key_end: String,
-    /// First LSN.
-    pub lsn_start: String,
-    /// End LSN (exclusive).
-    pub lsn_end: String,
-    /// File size in bytes.
-    pub file_size: u64,
-    /// Generation that wrote it.
-    pub generation: u32,
-    /// Whole-file CRC32C.
-    pub checksum: u32,
-    /// Whether the file is present locally.
-    pub local: bool,
-    /// Whether the object is known to be in remote storage.
-    pub remote: bool,
-}
-
 impl Timeline {
     /// The three LSNs and the upload queue's size, for the gauges of `/metrics` (cheaper than
-    /// [`Timeline::info`]).
+    /// [`Timeline::status`]).
     pub fn lsns_and_queue(&self) -> LsnsAndQueue {
         let state = self.uploads.state();
         LsnsAndQueue {
@@ -105,59 +82,41 @@ impl Timeline {
         }
     }
 
-    /// The timeline's info.
-    pub fn info(&self) -> TimelineInfo {
+    /// The timeline's status.
+    pub fn status(&self) -> TimelineStatus {
         let l = self.layers_read();
-        let broken_reason = self.broken_reason();
         let delta = l.map.layers().filter(|h| h.name.is_delta()).count();
         let state = self.uploads.state();
-        TimelineInfo {
-            tenant_id: self.tenant_id.to_string(),
-            timeline_id: self.timeline_id.to_string(),
-            last_record_lsn: self.last_record_lsn().to_string(),
-            disk_consistent_lsn: l.map.disk_consistent_lsn().to_string(),
-            remote_consistent_lsn: state.remote_consistent_lsn().to_string(),
-            generation: self.generation.0,
-            gc_cutoff_lsn: l.map.gc_cutoff_lsn().to_string(),
-            layers: LayerCounts {
-                delta,
-                image: l.map.len() - delta,
-            },
+        TimelineStatus {
+            tenant_id: self.tenant_id,
+            timeline_id: self.timeline_id,
+            last_record_lsn: self.last_record_lsn(),
+            disk_consistent_lsn: l.map.disk_consistent_lsn(),
+            remote_consistent_lsn: state.remote_consistent_lsn(),
+            generation: self.generation,
+            gc_cutoff_lsn: l.map.gc_cutoff_lsn(),
+            delta_layers: delta,
+            image_layers: l.map.len() - delta,
             pending_uploads: state.pending(),
             pending_upload_bytes: state.queued_bytes(),
             last_upload_error: state.last_error(),
             last_flush_error: self.flush_error.lock_unpoisoned().clone(),
             stale: state.is_stale(),
             incarnation: self.incarnation,
-            state: if broken_reason.is_some() {
-                "Broken"
-            } else {
-                "Active"
-            },
-            broken_reason,
+            broken_reason: self.broken_reason(),
         }
     }
 
     /// Every layer of the layer map.
-    pub fn layer_list(&self) -> Vec<LayerInfoJson> {
+    pub fn layer_list(&self) -> Vec<LayerStatus> {
         let handles: Vec<Arc<LayerHandle>> = self.layers_read().map.layers().cloned().collect();
         handles
             .iter()
-            .map(|h| {
-                let (k, l) = (h.name.key_range(), h.name.lsn_range());
-                LayerInfoJson {
-                    name: h.name.to_string(),
-                    kind: if h.name.is_delta() { "delta" } else { "image" },
-                    key_start: k.start.to_string(),
-                    key_end: k.end.to_string(),
-                    lsn_start: l.start.to_string(),
-                    lsn_end: l.end.to_string(),
-                    file_size: h.meta.file_size,
-                    generation: h.meta.generation.0,
-                    checksum: h.meta.checksum,
-                    local: self.src.engine.stat(&h.path).is_ok(),
-                    remote: self.uploads.state().is_uploaded(&h.file_name()),
-                }
+            .map(|h| LayerStatus {
+                name: h.name.clone(),
+                meta: h.meta,
+                local: self.src.engine.stat(&h.path).is_ok(),
+                remote: self.uploads.state().is_uploaded(&h.file_name()),
             })
             .collect()
     }

@@ -14,7 +14,6 @@ mod flush;
 mod gc;
 mod images;
 mod info;
-mod ingest;
 mod inmemory;
 mod install;
 mod layer;
@@ -28,12 +27,9 @@ mod read;
 pub mod reconcile;
 
 pub use compaction::CompactionResult;
-pub use ingest::{
-    IngestError, Record, decode as decode_ingest, decode_arbitrary as fuzz_decode_ingest,
-    encode as encode_ingest,
-};
 pub use install::Stopped;
 pub use layer::{LayerHandle, LayerSource};
+pub use layer_format::Record;
 pub use layer_map::LayerMap;
 pub use read::ReadError;
 
@@ -49,12 +45,11 @@ use index_part::names::{
     local_timeline_dir,
 };
 use index_part::{IndexPart, TimelineMetadata};
-pub use info::{LayerCounts, LayerInfoJson, LsnsAndQueue, TimelineInfo};
+pub use info::{LayerStatus, LsnsAndQueue, TimelineStatus};
 use inmemory::InMemoryLayer;
 use layer_format::Lsn;
 use layer_format::io::IoEngine;
 use layer_map::Change;
-use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -65,9 +60,10 @@ use tokio::sync::Notify;
 /// Why an ingest request was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestFailure {
-    /// The body breaks the wire format's rules (400).
+    /// The records (or the body they came in) break the rules of ingest (400): the wire
+    /// format's, or the timeline's own (LSNs in order, above `last_record_lsn`).
     #[error(transparent)]
-    Malformed(#[from] IngestError),
+    Malformed(Box<dyn std::error::Error + Send + Sync>),
     /// The timeline is stopping (reset, detach, shutdown); retry against the new one (409).
     #[error("the timeline is stopping (reset or detach); retry")]
     Stopped,
@@ -88,6 +84,37 @@ pub enum IngestFailure {
         /// The current one.
         current: u64,
     },
+}
+
+/// The timeline's own rules for what it ingests, whoever decoded it: records, in LSN order,
+/// starting above `last_record_lsn` (the wire decoder checks the same, with byte offsets).
+fn check_order(records: Vec<Record>, last_record_lsn: Lsn) -> Result<Vec<Record>, IngestFailure> {
+    let refuse = |message: String| IngestFailure::Malformed(message.into());
+    let Some(first) = records.first() else {
+        return Err(refuse("no records".into()));
+    };
+    if first.lsn <= last_record_lsn {
+        return Err(refuse(format!(
+            "LSN {} is not above the timeline's last_record_lsn {last_record_lsn}",
+            first.lsn
+        )));
+    }
+    if let Some(w) = records.windows(2).find(|w| w[1].lsn < w[0].lsn) {
+        return Err(refuse(format!(
+            "LSN {} is below the previous record's {}",
+            w[1].lsn, w[0].lsn
+        )));
+    }
+    if let Some(r) = records
+        .iter()
+        .find(|r| r.lsn == Lsn::MAX || r.key == layer_format::Key::MAX)
+    {
+        return Err(refuse(format!(
+            "record ({}, {}) uses a reserved key or LSN",
+            r.key, r.lsn
+        )));
+    }
+    Ok(records)
 }
 
 /// A request's or a job's work on a timeline panicked; the timeline is now broken.
@@ -248,10 +275,26 @@ impl Timeline {
         f(&self.layers_read().map)
     }
 
-    /// Ingests a request body (brief section 6): all records or none.
+    /// Ingests `records` (brief section 6): all or none. They must be non-empty, in LSN order,
+    /// and start above `last_record_lsn`.
     pub async fn ingest(
         self: &Arc<Self>,
-        body: &Bytes,
+        records: Vec<Record>,
+        expected_incarnation: Option<u64>,
+    ) -> Result<Lsn, IngestFailure> {
+        self.ingest_decoded(
+            |_| Ok::<_, std::convert::Infallible>(records),
+            expected_incarnation,
+        )
+        .await
+    }
+
+    /// Ingests the records `decode` makes of a request's body, given `last_record_lsn`: the
+    /// HTTP layer decodes its wire format there, under the timeline's ingest lock and after
+    /// the state checks, so a body is judged against the LSN it will follow. All or none.
+    pub async fn ingest_decoded<E: std::error::Error + Send + Sync + 'static>(
+        self: &Arc<Self>,
+        decode: impl FnOnce(Lsn) -> Result<Vec<Record>, E>,
         expected_incarnation: Option<u64>,
     ) -> Result<Lsn, IngestFailure> {
         let _guard = self.ingest_lock.lock().await;
@@ -272,14 +315,17 @@ impl Timeline {
                 current: self.incarnation,
             });
         }
-        let records =
-            match ingest::decode(body, self.last_record_lsn(), self.conf.max_ingest_records) {
-                Ok(r) => r,
-                Err(e) => {
-                    METRICS.ingest_rejected.inc();
-                    return Err(IngestFailure::Malformed(e));
-                }
-            };
+        let last_record_lsn = self.last_record_lsn();
+        let records = match decode(last_record_lsn)
+            .map_err(|e| IngestFailure::Malformed(Box::new(e)))
+            .and_then(|r| check_order(r, last_record_lsn))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                METRICS.ingest_rejected.inc();
+                return Err(e);
+            }
+        };
         // Backpressure: wait while too many frozen layers wait for their flush.
         loop {
             let notified = self.frozen_changed.notified();
@@ -294,7 +340,7 @@ impl Timeline {
             }
             notified.await;
         }
-        let last = records.last().expect("decode refuses empty bodies").lsn;
+        let last = records.last().map_or(last_record_lsn, |r| r.lsn);
         let full = {
             let mut l = self.layers_write();
             for r in records.iter() {
@@ -304,7 +350,6 @@ impl Timeline {
         };
         self.last_record_lsn.store(last.0, Ordering::SeqCst);
         METRICS.ingest_records.inc_by(records.len() as u64);
-        METRICS.ingest_bytes.inc_by(body.len() as u64);
         if full {
             self.freeze();
             self.spawn_flush();

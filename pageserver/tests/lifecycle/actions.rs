@@ -45,7 +45,13 @@ impl Sim {
         let body = Bytes::from(body);
         let r = self
             .drive("ingest", async move {
-                tl.ingest(&body, None).await.map_err(|e| e.to_string())
+                // Bodies written by the page model's own encoder, decoded by the server's.
+                tl.ingest_decoded(
+                    |last| pageserver::http::wire::decode(&body, last, u64::MAX),
+                    None,
+                )
+                .await
+                .map_err(|e| e.to_string())
             })
             .await?;
         r.map_err(|e| self.fail(format!("ingest: {e}")))?;
@@ -81,7 +87,7 @@ impl Sim {
     }
 
     pub(super) async fn compact(&mut self) -> Result<(), Failure> {
-        if self.timeline.info().pending_uploads > 0 {
+        if self.timeline.status().pending_uploads > 0 {
             self.stats.compactions_with_uploads_pending += 1;
         }
         let tl = self.timeline.clone();
@@ -245,7 +251,7 @@ impl Sim {
             l1.meta,
             &self.timeline.dir,
         ));
-        let pending = self.timeline.info().pending_uploads;
+        let pending = self.timeline.status().pending_uploads;
         let r = self.timeline.install_for_test(Change::Compaction {
             inputs: run,
             outputs: vec![copy],
@@ -264,7 +270,7 @@ impl Sim {
             }
         }
         let after = self.timeline.with_layer_map(|m| m.index());
-        if after != before || self.timeline.info().pending_uploads != pending {
+        if after != before || self.timeline.status().pending_uploads != pending {
             return Err(self.fail("a refused duplicate changed the layer map or queued uploads"));
         }
         self.stats.duplicates_refused += 1;
@@ -307,13 +313,14 @@ impl Sim {
             self.settle().await;
         }
         if self.log {
-            let info = self.timeline.info();
+            let info = self.timeline.status();
             let (held, late) = self.storage.pending();
             println!(
-                "seed {} step {}: state: layers {:?}, pending uploads {}, remote {}, held {held}, late {late}, faults {:?}",
+                "seed {} step {}: state: layers {} delta {} image, pending uploads {}, remote {}, held {held}, late {late}, faults {:?}",
                 self.seed,
                 self.step,
-                info.layers,
+                info.delta_layers,
+                info.image_layers,
                 info.pending_uploads,
                 info.remote_consistent_lsn,
                 self.storage.counts()

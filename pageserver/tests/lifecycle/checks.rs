@@ -51,8 +51,8 @@ impl Sim {
     }
 
     pub(super) fn read_bounds(&self) -> (u64, u64) {
-        let info = self.timeline.info();
-        let cutoff: Lsn = info.gc_cutoff_lsn.parse().unwrap();
+        let info = self.timeline.status();
+        let cutoff: Lsn = info.gc_cutoff_lsn;
         (cutoff.0.max(1), self.timeline.last_record_lsn().0)
     }
 
@@ -71,8 +71,8 @@ impl Sim {
         if let Some(v) = self.storage.violations().first() {
             return Err(self.fail(format!("remote object history: {v}")));
         }
-        let info = self.timeline.info();
-        let remote: Lsn = info.remote_consistent_lsn.parse().unwrap();
+        let info = self.timeline.status();
+        let remote: Lsn = info.remote_consistent_lsn;
         if remote < self.acked {
             return Err(self.fail(format!(
                 "remote_consistent_lsn {remote} fell below the acknowledged {}",
@@ -121,7 +121,7 @@ impl Sim {
                 None => return Err(self.fail(format!("{key} references missing {file}"))),
             }
         }
-        if idle && !self.timeline.info().stale {
+        if idle && !self.timeline.status().stale {
             let mine = self.timeline.with_layer_map(|m| m.index());
             let names = |i: &IndexPart| -> Vec<LayerName> { i.layers.keys().cloned().collect() };
             if names(&index) != names(&mine)

@@ -196,7 +196,7 @@ impl Sim {
     }
 
     fn fail(&self, what: impl std::fmt::Display) -> Failure {
-        let info = self.timeline.info();
+        let info = self.timeline.status();
         format!(
             "seed {} step {} (replay: LIFECYCLE_SEED={} LIFECYCLE_SEEDS=1 LIFECYCLE_STEPS={} LIFECYCLE_TRACE=1), config {:?}: {what} (pending uploads {}, remote writes {:?}, writes held and late {:?})",
             self.seed,

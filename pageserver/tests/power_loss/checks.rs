@@ -61,8 +61,8 @@ pub(super) async fn check_timeline(
     model: &Model,
 ) -> Vec<String> {
     let mut bad = Vec::new();
-    let info = timeline.info();
-    let remote: Lsn = info.remote_consistent_lsn.parse().unwrap();
+    let info = timeline.status();
+    let remote: Lsn = info.remote_consistent_lsn;
     if acked > 0 && remote.0 < acked - 1 {
         bad.push(format!(
             "remote_consistent_lsn {remote} below the acknowledged {}",
@@ -71,7 +71,7 @@ pub(super) async fn check_timeline(
         return bad;
     }
     // GC never cuts above what is durable remotely; reads below its cutoff are refused.
-    let cutoff: Lsn = info.gc_cutoff_lsn.parse().unwrap();
+    let cutoff: Lsn = info.gc_cutoff_lsn;
     if cutoff > remote {
         bad.push(format!(
             "gc_cutoff_lsn {cutoff} above remote_consistent_lsn {remote}"
@@ -98,10 +98,7 @@ pub(super) async fn check_timeline(
     let next = remote.0 + 1;
     // Bases from what the recovered timeline holds: records above it were lost with the crash.
     let recs = with_bases(workload(next, 12, KEYS, false), &model.upto(remote));
-    if let Err(e) = timeline
-        .ingest(&Bytes::from(encode_ingest(&recs)), None)
-        .await
-    {
+    if let Err(e) = timeline.ingest(recs.clone(), None).await {
         bad.push(format!("ingest after recovery: {e:?}"));
     } else if let Err(e) = timeline.checkpoint().await {
         bad.push(format!("flush after recovery: {e:#}"));

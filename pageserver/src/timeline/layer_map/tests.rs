@@ -1,5 +1,5 @@
 //! The layer map's query, GC rule, compaction choice and `apply` on hand-built maps. The
-//! lifecycle simulation (`pageserver/tests/lifecycle.rs`) checks them against real data.
+//! lifecycle simulation (`pageserver/tests/lifecycle/`) checks them against real data.
 
 use super::*;
 use index_part::LayerMetadata;

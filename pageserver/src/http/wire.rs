@@ -1,4 +1,5 @@
-//! Decoding ingest request bodies (brief section 6), strictly.
+//! The ingest wire format (brief section 6): decoding request bodies, strictly, and encoding
+//! them (tests and tools). The timeline knows records, not this format.
 //!
 //! ```text
 //! record := key[16] | lsn: u64 BE | kind: u8 (0 image, 1 delta, 2 delta will_init)
@@ -10,23 +11,12 @@
 
 use bytes::Bytes;
 use layer_format::value::{PAGE_SIZE, Value, validate_record};
-use layer_format::{Key, Lsn};
+use layer_format::{Key, Lsn, Record};
 
 /// Size of a record header.
 pub const RECORD_HEADER_SIZE: usize = 16 + 8 + 1 + 4;
 /// The largest delta record accepted.
 pub const MAX_DELTA_RECORD: usize = 1 << 20;
-
-/// One decoded record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// The page.
-    pub key: Key,
-    /// Its LSN.
-    pub lsn: Lsn,
-    /// What it holds.
-    pub value: Value,
-}
 
 /// Why a body was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
