@@ -11,8 +11,7 @@ use common::*;
 use layer_format::format::BLOCK_SIZE;
 use layer_format::fuzzing::read_arbitrary_layer;
 use layer_format::io::MemFile;
-use layer_format::name::Generation;
-use layer_format::{DeltaLayerWriter, Key, LayerError, LayerReader, Lsn, Value};
+use layer_format::{Key, LayerError, LayerReader, Lsn, Value};
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -20,14 +19,7 @@ use std::path::Path;
 fn sample() -> (Vec<u8>, Model) {
     let engine = engines().remove(0);
     let dir = tempfile::tempdir().unwrap();
-    let mut w = DeltaLayerWriter::new(
-        &engine,
-        dir.path(),
-        Generation(1),
-        key(0)..key(30),
-        Lsn(1)..Lsn(50),
-    )
-    .unwrap();
+    let mut w = delta_writer(&engine, dir.path(), 0..30, 1..50);
     let mut model = Model::new();
     for k in 0..30u128 {
         for l in [1u64, 7, 20] {

@@ -13,7 +13,6 @@ use common::*;
 use fail::FailScenario;
 use layer_format::durable::publish_batch;
 use layer_format::io::IoEngine;
-use layer_format::name::Generation;
 use layer_format::{DeltaLayerWriter, FinishedLayer, LayerError, LayerReader, Lsn};
 use std::path::Path;
 use std::sync::Arc;
@@ -40,14 +39,7 @@ fn entries(dir: &Path) -> Vec<String> {
 }
 
 fn writer(engine: &Arc<dyn IoEngine>, dir: &Path, k0: u128) -> DeltaLayerWriter {
-    let mut w = DeltaLayerWriter::new(
-        engine,
-        dir,
-        Generation(1),
-        key(k0)..key(k0 + 10),
-        Lsn(1)..Lsn(9),
-    )
-    .unwrap();
+    let mut w = delta_writer(engine, dir, k0..k0 + 10, 1..9);
     for k in k0..k0 + 10 {
         w.put(key(k), Lsn(2), &delta(k, 2, true, 300)).unwrap();
     }

@@ -16,9 +16,7 @@ use layer_format::format::FORMAT_VERSION;
 use layer_format::format::blob::BLOB_HEADER_SIZE;
 use layer_format::io::IoEngine;
 use layer_format::name::Generation;
-use layer_format::{
-    DeltaLayerWriter, ImageLayerWriter, Key, LayerError, LayerInfo, LayerReader, Lsn, Value,
-};
+use layer_format::{ImageLayerWriter, Key, LayerError, LayerInfo, LayerReader, Lsn, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -49,14 +47,7 @@ fn image_records() -> Vec<(Key, bytes::Bytes)> {
 }
 
 fn write_delta(engine: &Arc<dyn IoEngine>, dir: &Path) -> LayerInfo {
-    let mut w = DeltaLayerWriter::new(
-        engine,
-        dir,
-        Generation(1),
-        key(0)..key(100),
-        Lsn(0x10)..Lsn(0x31),
-    )
-    .unwrap();
+    let mut w = delta_writer(engine, dir, 0..100, 0x10..0x31);
     for (k, l, v) in delta_records() {
         w.put(k, l, &v).unwrap();
     }

@@ -111,14 +111,7 @@ fn three_level_index() {
     let versions = (NODE_CAPACITY * NODE_CAPACITY) as u64 / n_keys as u64 + 20;
     let engine = engines().remove(0);
     let dir = tempfile::tempdir().unwrap();
-    let mut w = DeltaLayerWriter::new(
-        &engine,
-        dir.path(),
-        Generation(1),
-        key(0)..key(n_keys),
-        Lsn(1)..Lsn(versions + 1),
-    )
-    .unwrap();
+    let mut w = delta_writer(&engine, dir.path(), 0..n_keys, 1..versions + 1);
     let mut model = BTreeMap::new();
     for k in 0..n_keys {
         for l in 1..=versions {
@@ -155,14 +148,7 @@ fn three_level_index() {
 fn empty_layer_is_valid_and_empty() {
     for engine in engines() {
         let dir = tempfile::tempdir().unwrap();
-        let w = DeltaLayerWriter::new(
-            &engine,
-            dir.path(),
-            Generation(1),
-            key(0)..key(9),
-            Lsn(1)..Lsn(2),
-        )
-        .unwrap();
+        let w = delta_writer(&engine, dir.path(), 0..9, 1..2);
         let info = w.finish().unwrap();
         let r = LayerReader::open(&engine, &info.path).unwrap();
         assert_eq!(r.verify().unwrap().record_count, 0);
@@ -203,14 +189,7 @@ fn finish_with_key_end_names_the_narrowed_range() {
 fn out_of_order_put_is_a_programmer_error() {
     let engine = engines().remove(0);
     let dir = tempfile::tempdir().unwrap();
-    let mut w = DeltaLayerWriter::new(
-        &engine,
-        dir.path(),
-        Generation(1),
-        key(0)..key(9),
-        Lsn(1)..Lsn(9),
-    )
-    .unwrap();
+    let mut w = delta_writer(&engine, dir.path(), 0..9, 1..9);
     w.put(key(2), Lsn(3), &delta(2, 3, true, 5)).unwrap();
     let _ = w.put(key(2), Lsn(2), &delta(2, 2, true, 5));
 }
@@ -220,13 +199,6 @@ fn out_of_order_put_is_a_programmer_error() {
 fn lsn_outside_declared_range_is_a_programmer_error() {
     let engine = engines().remove(0);
     let dir = tempfile::tempdir().unwrap();
-    let mut w = DeltaLayerWriter::new(
-        &engine,
-        dir.path(),
-        Generation(1),
-        key(0)..key(9),
-        Lsn(1)..Lsn(9),
-    )
-    .unwrap();
+    let mut w = delta_writer(&engine, dir.path(), 0..9, 1..9);
     let _ = w.put(key(2), Lsn(9), &delta(2, 9, true, 5));
 }

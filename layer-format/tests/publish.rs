@@ -42,14 +42,7 @@ fn finished(
     k1: u128,
     salt: u64,
 ) -> FinishedLayer {
-    let mut w = DeltaLayerWriter::new(
-        engine,
-        dir,
-        Generation(1),
-        key(k0)..key(k1),
-        Lsn(1)..Lsn(100),
-    )
-    .unwrap();
+    let mut w = delta_writer(engine, dir, k0..k1, 1..100);
     for k in k0..k1 {
         w.put(key(k), Lsn(10 + salt), &delta(k, salt, true, 100))
             .unwrap();
@@ -87,14 +80,7 @@ fn publish_never_overwrites_an_existing_file() {
 fn dropping_an_unfinished_writer_removes_its_temp_file() {
     for engine in engines() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = DeltaLayerWriter::new(
-            &engine,
-            dir.path(),
-            Generation(1),
-            key(0)..key(9),
-            Lsn(1)..Lsn(9),
-        )
-        .unwrap();
+        let mut w = delta_writer(&engine, dir.path(), 0..9, 1..9);
         w.put(key(1), Lsn(1), &delta(1, 1, true, 10)).unwrap();
         assert_eq!(temps(dir.path()), 1);
         drop(w);
@@ -254,14 +240,7 @@ fn write_errors_remove_the_temp_file() {
         ..Default::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let mut w = DeltaLayerWriter::new(
-        &engine,
-        dir.path(),
-        Generation(1),
-        key(0)..key(3000),
-        Lsn(1)..Lsn(9),
-    )
-    .unwrap();
+    let mut w = delta_writer(&engine, dir.path(), 0..3000, 1..9);
     // Enough data for the flusher to meet the error before finish.
     let mut seen = None;
     for k in 0..3000 {

@@ -3,9 +3,12 @@
 
 use bytes::Bytes;
 use layer_format::io::{EngineChoice, IoEngine, open_engine};
+use layer_format::name::Generation;
 use layer_format::value::{PAGE_SIZE, Patch, encode_patches};
-use layer_format::{Key, Lsn, Value};
+use layer_format::{DeltaLayerWriter, Key, Lsn, Value};
 use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Both engines: every behaviour is tested on each.
@@ -61,4 +64,21 @@ pub fn model_get(model: &Model, k: Key, lsn: Lsn) -> Vec<(Lsn, Value)> {
         }
     }
     out
+}
+
+/// A delta layer writer of generation 1 in `dir`, over keys `keys` and LSNs `lsns`.
+pub fn delta_writer(
+    engine: &Arc<dyn IoEngine>,
+    dir: &Path,
+    keys: Range<u128>,
+    lsns: Range<u64>,
+) -> DeltaLayerWriter {
+    DeltaLayerWriter::new(
+        engine,
+        dir,
+        Generation(1),
+        key(keys.start)..key(keys.end),
+        Lsn(lsns.start)..Lsn(lsns.end),
+    )
+    .unwrap()
 }
