@@ -6,6 +6,7 @@
 //! every operation. Directories created for a key are fsynced into their parents. Temp files
 //! never appear in listings.
 
+use super::file_source::FileSource;
 use super::{ListedObject, PutOutcome, RemoteStorage};
 use crate::lock::MutexExt;
 use anyhow::Context;
@@ -80,6 +81,21 @@ impl LocalFs {
             .with_context(|| format!("create directories for {key}"))?;
         let temp = TempFile::create(&self.engine, &path)?;
         temp.write_all_at(data, 0)?;
+        match publish(temp.sync()?) {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(LayerError::AlreadyExists { .. }) => Ok(PutOutcome::AlreadyExists),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A put that copies `file` chunk by chunk into the temp file, checking it as it goes;
+    /// only a file that matches its recorded size and checksum is published.
+    fn put_file_blocking(&self, key: &str, file: &FileSource) -> anyhow::Result<PutOutcome> {
+        let path = self.path(key)?;
+        self.ensure_parent(&path)
+            .with_context(|| format!("create directories for {key}"))?;
+        let temp = TempFile::create(&self.engine, &path)?;
+        file.read_checked(|offset, chunk| Ok(temp.write_all_at(&chunk, offset)?))?;
         match publish(temp.sync()?) {
             Ok(_) => Ok(PutOutcome::Created),
             Err(LayerError::AlreadyExists { .. }) => Ok(PutOutcome::AlreadyExists),
@@ -201,6 +217,14 @@ impl RemoteStorage for LocalFs {
     ) -> BoxFuture<'a, anyhow::Result<PutOutcome>> {
         let (this, key) = (self.clone(), key.to_string());
         Box::pin(blocking(move || this.put_blocking(&key, &data)))
+    }
+    fn put_file_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        file: &'a FileSource,
+    ) -> BoxFuture<'a, anyhow::Result<PutOutcome>> {
+        let (this, key, file) = (self.clone(), key.to_string(), file.clone());
+        Box::pin(blocking(move || this.put_file_blocking(&key, &file)))
     }
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Option<Bytes>>> {
         let (this, key) = (self.clone(), key.to_string());

@@ -8,10 +8,13 @@
 //! anything.
 
 pub mod faults;
+pub mod file_source;
 pub mod generation;
 pub mod local;
 pub mod s3;
 pub mod upload_queue;
+
+use file_source::FileSource;
 
 use crate::metrics::METRICS;
 use bytes::Bytes;
@@ -45,6 +48,21 @@ pub trait RemoteStorage: Send + Sync + fmt::Debug {
         key: &'a str,
         data: Bytes,
     ) -> BoxFuture<'a, anyhow::Result<PutOutcome>>;
+    /// Creates `key` from a local file unless it exists, with the bytes checked against the
+    /// file's recorded size and checksum before the object can become visible (a mismatch is
+    /// an error and nothing is written). The default reads the file whole and calls
+    /// [`RemoteStorage::put_if_absent`]; a backend that can write as it reads overrides it.
+    fn put_file_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        file: &'a FileSource,
+    ) -> BoxFuture<'a, anyhow::Result<PutOutcome>> {
+        Box::pin(async move {
+            let chunks = file.read_all().await?;
+            let data: Vec<u8> = chunks.concat();
+            self.put_if_absent(key, Bytes::from(data)).await
+        })
+    }
     /// Reads `key`; `None` if it does not exist.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Option<Bytes>>>;
     /// Every object whose key starts with `prefix`, with its size, sorted by key.
@@ -102,7 +120,45 @@ pub async fn create_once(
     key: &str,
     data: Bytes,
 ) -> anyhow::Result<Created> {
-    let outcome = match storage.put_if_absent(key, data.clone()).await {
+    let ours = (data.len(), crc32c::crc32c(&data));
+    let put = storage.put_if_absent(key, data.clone());
+    create_once_with(storage, kind, key, put, ours, |existing| {
+        Ok(*existing == data)
+    })
+    .await
+}
+
+/// [`create_once`] from a local file, read in chunks and checked against its recorded size and
+/// checksum (a layer upload): the file is never held whole in memory, except by a backend that
+/// needs the body in one piece (S3: a create-only put is one request).
+pub async fn create_once_file(
+    storage: &dyn RemoteStorage,
+    kind: &str,
+    key: &str,
+    file: &FileSource,
+) -> anyhow::Result<Created> {
+    let ours = (
+        usize::try_from(file.size).unwrap_or(usize::MAX),
+        file.checksum,
+    );
+    let put = storage.put_file_if_absent(key, file);
+    create_once_with(storage, kind, key, put, ours, |existing| {
+        file.same_as(existing)
+    })
+    .await
+}
+
+/// The rule of [`create_once`]: `put` is the create-only put; on "already exists" `same` judges
+/// the stored bytes. `ours` is the size and CRC32C of what we meant to write, for the error.
+async fn create_once_with(
+    storage: &dyn RemoteStorage,
+    kind: &str,
+    key: &str,
+    put: BoxFuture<'_, anyhow::Result<PutOutcome>>,
+    ours: (usize, u32),
+    same: impl FnOnce(&Bytes) -> anyhow::Result<bool>,
+) -> anyhow::Result<Created> {
+    let outcome = match put.await {
         Ok(o) => o,
         Err(e) => {
             METRICS.remote_ops.with_label_values(&[kind, "error"]).inc();
@@ -127,13 +183,19 @@ pub async fn create_once(
             return Err(e.context(format!("read back {key}")));
         }
     };
-    let (ours_crc, existing_crc) = (crc32c::crc32c(&data), crc32c::crc32c(&existing));
-    if existing == data {
-        METRICS
-            .remote_ops
-            .with_label_values(&[kind, "identical"])
-            .inc();
-        return Ok(Created::Identical);
+    match same(&existing) {
+        Ok(true) => {
+            METRICS
+                .remote_ops
+                .with_label_values(&[kind, "identical"])
+                .inc();
+            return Ok(Created::Identical);
+        }
+        Ok(false) => {}
+        Err(e) => {
+            METRICS.remote_ops.with_label_values(&[kind, "error"]).inc();
+            return Err(e.context(format!("compare {key} with what we meant to write")));
+        }
     }
     METRICS
         .remote_ops
@@ -143,9 +205,9 @@ pub async fn create_once(
     Err(Conflict {
         key: key.to_string(),
         existing: existing.len(),
-        existing_crc,
-        ours: data.len(),
-        ours_crc,
+        existing_crc: crc32c::crc32c(&existing),
+        ours: ours.0,
+        ours_crc: ours.1,
     }
     .into())
 }

@@ -5,6 +5,7 @@
 //! `AWS_SECRET_ACCESS_KEY`; a plain `http://` endpoint is accepted (meant for loopback). Every
 //! key is placed under the configured prefix.
 
+use super::file_source::FileSource;
 use super::{ListedObject, PutOutcome, RemoteStorage};
 use anyhow::Context;
 use bytes::Bytes;
@@ -74,27 +75,40 @@ impl S3 {
     }
 }
 
+impl S3 {
+    async fn put_payload(&self, key: &str, payload: PutPayload) -> anyhow::Result<PutOutcome> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self.store.put_opts(&self.path(key), payload, opts).await {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(PutOutcome::AlreadyExists),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("put {key}"))),
+        }
+    }
+}
+
 impl RemoteStorage for S3 {
     fn put_if_absent<'a>(
         &'a self,
         key: &'a str,
         data: Bytes,
     ) -> BoxFuture<'a, anyhow::Result<PutOutcome>> {
+        Box::pin(self.put_payload(key, PutPayload::from_bytes(data)))
+    }
+    /// A create-only put is one request (object_store's multipart uploads have no create-only
+    /// mode), so the body is gathered first; as the file's chunks, never copied into one
+    /// buffer. The upload queue bounds the bytes of layer uploads in flight.
+    fn put_file_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        file: &'a FileSource,
+    ) -> BoxFuture<'a, anyhow::Result<PutOutcome>> {
         Box::pin(async move {
-            let opts = PutOptions {
-                mode: PutMode::Create,
-                ..Default::default()
-            };
-            match self
-                .store
-                .put_opts(&self.path(key), PutPayload::from_bytes(data), opts)
-                .await
-            {
-                Ok(_) => Ok(PutOutcome::Created),
-                Err(object_store::Error::AlreadyExists { .. })
-                | Err(object_store::Error::Precondition { .. }) => Ok(PutOutcome::AlreadyExists),
-                Err(e) => Err(anyhow::Error::new(e).context(format!("put {key}"))),
-            }
+            let chunks = file.read_all().await?;
+            self.put_payload(key, chunks.into_iter().collect()).await
         })
     }
 

@@ -20,14 +20,13 @@ use super::pending::{LayerJob, Work};
 use super::{UploadState, UploadTarget};
 use crate::lock::MutexExt;
 use crate::metrics::{METRICS, timed};
+use crate::remote::file_source::FileSource;
 use crate::remote::generation::highest_generation;
-use crate::remote::{Conflict, create_once};
+use crate::remote::{Conflict, create_once, create_once_file};
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use index_part::IndexPart;
 use index_part::names::{IndexObjectName, index_object_key, layer_object_key};
-use index_part::{IndexPart, LayerMetadata};
-use layer_format::io::IoEngine;
-use std::sync::Arc;
 
 /// Runs `work` once: whether it made progress (something was done), and its outcome.
 pub(super) async fn execute(
@@ -69,12 +68,17 @@ async fn upload_layer(t: &UploadTarget, job: &LayerJob, state: &UploadState) -> 
     fail::fail_point!("upload-layer-before", |_| bail!(
         "failpoint upload-layer-before"
     ));
-    let data = read_checked(&t.engine, &job.path, &job.meta).await?;
+    let file = FileSource {
+        engine: t.engine.clone(),
+        path: job.path.clone(),
+        size: job.meta.file_size,
+        checksum: job.meta.checksum,
+    };
     let key = layer_object_key(t.tenant, t.timeline, &job.file_name);
-    match create_once(&*t.storage, "upload_layer", &key, data.clone()).await {
+    match create_once_file(&*t.storage, "upload_layer", &key, &file).await {
         Ok(_) => {}
         Err(e) if e.is::<Conflict>() && job.file_name.generation == t.generation => {
-            replace_orphan(t, job, state, &key, data)
+            replace_orphan(t, job, state, &key, &file)
                 .await
                 .with_context(|| format!("{e:#}"))?;
         }
@@ -93,7 +97,7 @@ async fn replace_orphan(
     job: &LayerJob,
     state: &UploadState,
     key: &str,
-    data: Bytes,
+    file: &FileSource,
 ) -> anyhow::Result<()> {
     let landed = state.pending.lock_unpoisoned().index_landed;
     let referenced = state
@@ -117,7 +121,7 @@ async fn replace_orphan(
         .remote_ops
         .with_label_values(&["upload_layer", "orphan_replaced"])
         .inc();
-    create_once(&*t.storage, "upload_layer", key, data).await?;
+    create_once_file(&*t.storage, "upload_layer", key, file).await?;
     Ok(())
 }
 
@@ -250,40 +254,4 @@ async fn delete(
         progress = true;
     }
     (progress, Ok(()))
-}
-
-/// Reads a local layer file and checks it against what the index records.
-async fn read_checked(
-    engine: &Arc<dyn IoEngine>,
-    path: &std::path::Path,
-    meta: &LayerMetadata,
-) -> anyhow::Result<Bytes> {
-    let (engine, path2, meta) = (engine.clone(), path.to_path_buf(), *meta);
-    tokio::task::spawn_blocking(move || -> anyhow::Result<Bytes> {
-        let f = engine
-            .open_read(&path2)
-            .with_context(|| format!("open {}", path2.display()))?;
-        let size = f.size()?;
-        if size != meta.file_size {
-            bail!(
-                "{} is {size} bytes, the index records {}",
-                path2.display(),
-                meta.file_size
-            );
-        }
-        let mut buf = vec![0u8; size as usize];
-        f.read_exact_at(&mut buf, 0)
-            .with_context(|| format!("read {}", path2.display()))?;
-        let crc = crc32c::crc32c(&buf);
-        if crc != meta.checksum {
-            bail!(
-                "{} has checksum {crc:08x}, the index records {:08x}",
-                path2.display(),
-                meta.checksum
-            );
-        }
-        Ok(Bytes::from(buf))
-    })
-    .await
-    .context("read task panicked")?
 }

@@ -39,7 +39,9 @@ use tokio::sync::{Notify, watch};
 use super::RemoteStorage;
 use crate::retry::Backoff;
 
-/// Bytes of layer files read into memory for uploads at once (at least one layer).
+/// Bytes of layer files uploaded at once (at least one layer). The local backend copies a
+/// file in chunks of [`crate::remote::file_source::UPLOAD_CHUNK`]; S3's create-only put is one
+/// request, so there this is the memory that uploads hold.
 pub const MAX_BYTES_IN_FLIGHT: u64 = 256 << 20;
 
 /// One queued upload.
