@@ -108,14 +108,31 @@ mod tests {
     use crate::remote::{Conflict, Created, RemoteStorage, create_once_file};
     use layer_format::io::{EngineChoice, open_engine};
 
-    /// Sizes around the chunk boundary, where a chunked copy goes wrong.
-    const SIZES: [usize; 5] = [
-        1,
-        UPLOAD_CHUNK - 1,
-        UPLOAD_CHUNK,
-        UPLOAD_CHUNK + 1,
-        2 * UPLOAD_CHUNK + 4321,
-    ];
+    /// Sizes around the chunk boundary, where a chunked copy goes wrong, and one drawn per run
+    /// (`FILE_SOURCE_SEED=N` replays it): up to four chunks, any remainder.
+    fn sizes() -> (u64, Vec<usize>) {
+        let seed = std::env::var("FILE_SOURCE_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                t.map_or(1, |d| u64::from(d.subsec_nanos()))
+            });
+        // splitmix64, one draw.
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let drawn = 1 + (z ^ (z >> 31)) as usize % (4 * UPLOAD_CHUNK);
+        let sizes = vec![
+            1,
+            UPLOAD_CHUNK - 1,
+            UPLOAD_CHUNK,
+            UPLOAD_CHUNK + 1,
+            2 * UPLOAD_CHUNK + 4321,
+            drawn,
+        ];
+        (seed, sizes)
+    }
 
     fn file(dir: &std::path::Path, name: &str, bytes: &[u8]) -> FileSource {
         let path = dir.join(name);
@@ -136,7 +153,8 @@ mod tests {
 
     /// Puts, then checks every rule of a file upload on `storage`.
     async fn each_rule_holds(storage: &dyn RemoteStorage, local: &std::path::Path) {
-        for (i, n) in SIZES.into_iter().enumerate() {
+        let (seed, sizes) = sizes();
+        for (i, n) in sizes.into_iter().enumerate() {
             let key = format!("t/layer-{i}");
             let data = bytes(n, 7);
             let f = file(local, &format!("f{i}"), &data);
@@ -144,7 +162,11 @@ mod tests {
                 create_once_file(storage, "test", &key, &f).await.unwrap(),
                 Created::New
             );
-            assert_eq!(storage.get(&key).await.unwrap().unwrap(), data, "{n} bytes");
+            assert_eq!(
+                storage.get(&key).await.unwrap().unwrap(),
+                data,
+                "{n} bytes (FILE_SOURCE_SEED={seed})"
+            );
             assert_eq!(
                 create_once_file(storage, "test", &key, &f).await.unwrap(),
                 Created::Identical,
