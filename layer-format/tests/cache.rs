@@ -7,19 +7,18 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-mod common;
-
-use common::*;
 use layer_format::name::Generation;
 use layer_format::{BlockCache, DeltaLayerWriter, LayerReader, Lsn, Value};
 use proptest::prelude::*;
 use std::path::Path;
 use std::sync::Arc;
+use test_support::layer::*;
+use test_support::values::*;
 
 fn write(
     engine: &Arc<dyn layer_format::io::IoEngine>,
     dir: &Path,
-    model: &Model,
+    model: &LayerModel,
 ) -> std::path::PathBuf {
     let mut w = DeltaLayerWriter::new(
         engine,
@@ -35,7 +34,7 @@ fn write(
     w.finish().unwrap().path
 }
 
-fn model_of(recs: &[(u128, u64, bool, usize)]) -> Model {
+fn model_of(recs: &[(u128, u64, bool, usize)]) -> LayerModel {
     recs.iter()
         .map(|&(k, l, image_, len)| {
             let v = if image_ {
@@ -200,7 +199,7 @@ fn a_file_written_again_is_never_read_from_old_entries() {
 }
 
 /// Twenty keys of ten small versions each (only the oldest a base), in one leaf.
-fn small_versions() -> Model {
+fn small_versions() -> LayerModel {
     (0..20u128)
         .flat_map(|k| (1..=10u64).map(move |l| ((key(k), Lsn(l)), delta(k, l, l == 1, 100))))
         .collect()
@@ -256,7 +255,7 @@ fn a_keys_small_versions_come_with_one_read() {
 /// payload of record `damaged` (in model order) flipped; returns them with that record's blob
 /// offset. Blobs are back to back in (key, LSN) order: an 8-byte header, then the value.
 fn damaged_readers(
-    model: &Model,
+    model: &LayerModel,
     damaged: usize,
 ) -> (Vec<LayerReader>, u64, Vec<tempfile::TempDir>) {
     let offset: u64 = model
@@ -309,7 +308,7 @@ fn a_damaged_version_in_a_run_is_reported_at_its_offset() {
 #[test]
 fn a_damaged_version_below_the_base_is_not_needed() {
     // Ten versions of each key; LSNs 1 and 6 are bases.
-    let model: Model = (0..20u128)
+    let model: LayerModel = (0..20u128)
         .flat_map(|k| {
             (1..=10u64).map(move |l| ((key(k), Lsn(l)), delta(k, l, l == 1 || l == 6, 100)))
         })

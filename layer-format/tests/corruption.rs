@@ -5,22 +5,21 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-mod common;
-
-use common::*;
 use layer_format::format::BLOCK_SIZE;
 use layer_format::fuzzing::read_arbitrary_layer;
 use layer_format::io::MemFile;
 use layer_format::{Key, LayerError, LayerReader, Lsn, Value};
 use proptest::prelude::*;
 use std::path::Path;
+use test_support::layer::*;
+use test_support::values::*;
 
 /// A small delta layer (a few blocks, values crossing block boundaries) and its model.
-fn sample() -> (Vec<u8>, Model) {
+fn sample() -> (Vec<u8>, LayerModel) {
     let engine = engines().remove(0);
     let dir = tempfile::tempdir().unwrap();
     let mut w = delta_writer(&engine, dir.path(), 0..30, 1..50);
-    let mut model = Model::new();
+    let mut model = LayerModel::new();
     for k in 0..30u128 {
         for l in [1u64, 7, 20] {
             let v = if l == 1 && k % 10 == 0 {
@@ -41,7 +40,7 @@ fn open(bytes: Vec<u8>) -> Result<LayerReader, LayerError> {
 }
 
 /// Every read either fails or returns exactly what was written.
-fn reads_are_right_or_errors(r: &LayerReader, model: &Model) {
+fn reads_are_right_or_errors(r: &LayerReader, model: &LayerModel) {
     for k in 0..31u128 {
         for l in [0u64, 1, 8, 49] {
             if let Ok(got) = r.get(key(k), Lsn(l)) {
@@ -153,5 +152,5 @@ proptest! {
 }
 
 thread_local! {
-    static SAMPLE: (Vec<u8>, Model) = sample();
+    static SAMPLE: (Vec<u8>, LayerModel) = sample();
 }

@@ -7,15 +7,14 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-mod common;
-
-use common::*;
 use fail::FailScenario;
 use layer_format::durable::publish_batch;
 use layer_format::io::IoEngine;
 use layer_format::{DeltaLayerWriter, FinishedLayer, LayerError, LayerReader, Lsn};
 use std::path::Path;
 use std::sync::Arc;
+use test_support::layer::*;
+use test_support::values::*;
 
 /// Configures `name` in the `fail` crate's registry: `off`, `exit` (the process ends at once,
 /// as in a crash), or one of the crate's actions. The server's control

@@ -9,9 +9,6 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-mod common;
-
-use common::*;
 use layer_format::format::FORMAT_VERSION;
 use layer_format::format::blob::BLOB_HEADER_SIZE;
 use layer_format::io::IoEngine;
@@ -19,6 +16,8 @@ use layer_format::name::Generation;
 use layer_format::{ImageLayerWriter, Key, LayerError, LayerInfo, LayerReader, Lsn, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use test_support::layer::*;
+use test_support::values::*;
 
 /// Index of the record whose blob the corrupt fixture damages.
 const DAMAGED_RECORD: usize = 5;
@@ -100,7 +99,7 @@ fn v1_delta_fixture_reads_back() {
     assert_eq!(r.verify().unwrap().record_count, records.len() as u64);
     let got: Vec<_> = r.iter(Key::MIN..Key::MAX).map(Result::unwrap).collect();
     assert_eq!(got, records);
-    let model: Model = records.into_iter().map(|(k, l, v)| ((k, l), v)).collect();
+    let model: LayerModel = records.into_iter().map(|(k, l, v)| ((k, l), v)).collect();
     for k in [0u128, 3, 6, 7, 69] {
         for l in [0x0f, 0x10, 0x20, 0x30, 0x99] {
             assert_eq!(

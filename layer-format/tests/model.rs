@@ -5,14 +5,13 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-mod common;
-
-use common::*;
 use layer_format::format::node::NODE_CAPACITY;
 use layer_format::name::Generation;
 use layer_format::{DeltaLayerWriter, ImageLayerWriter, Key, LayerReader, Lsn, Value, redo};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
+use test_support::layer::*;
+use test_support::values::*;
 
 #[derive(Debug, Clone)]
 struct Rec {
@@ -51,7 +50,7 @@ proptest! {
 
     #[test]
     fn delta_layer_matches_model(recs in records(), queries in proptest::collection::vec((0u128..42, 0u64..310), 40)) {
-        let model: Model = recs.iter().map(|r| ((key(r.key), Lsn(r.lsn)), value_of(r))).collect();
+        let model: LayerModel = recs.iter().map(|r| ((key(r.key), Lsn(r.lsn)), value_of(r))).collect();
         for engine in engines() {
             let dir = tempfile::tempdir().unwrap();
             let mut w = DeltaLayerWriter::new(&engine, dir.path(), Generation(3), key(0)..key(40), Lsn(1)..Lsn(300)).unwrap();

@@ -6,10 +6,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-mod common;
-
 use bytes::Bytes;
-use common::*;
 use layer_format::durable::publish_batch;
 use layer_format::io::{EngineKind, FileStat, IoEngine, IoFile, StdEngine};
 use layer_format::name::{Generation, is_temp_file_name};
@@ -20,6 +17,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use test_support::layer::*;
+use test_support::values::*;
 
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)

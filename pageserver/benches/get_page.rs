@@ -135,13 +135,8 @@ fn canned_server() -> SocketAddr {
 
 /// Random keys below `keys`, one stream per client.
 fn key_stream(seed: u64, keys: u128) -> impl FnMut() -> Key {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        Key::from_u128(u128::from(x) % keys)
-    }
+    let mut rng = test_support::Rng::new(seed);
+    move || Key::from_u128(u128::from(rng.next()) % keys)
 }
 
 struct Run {

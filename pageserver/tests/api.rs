@@ -24,7 +24,10 @@ async fn ingest_read_checkpoint_restart_read() {
     let mut model = Model::default();
     let mut lsn = 1;
     for batch in 0..12 {
-        let recs = with_bases(workload(lsn, 60, keys, batch % 2 == 0), &model);
+        let recs = with_bases(
+            records(lsn, 60, keys, if batch % 2 == 0 { 2000 } else { 40 }, 0),
+            &model,
+        );
         let (s, v) = ts.ingest(&recs).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         model.add(&recs);
@@ -68,9 +71,7 @@ async fn ingest_read_checkpoint_restart_read() {
     check_pages(&ts, &model, keys, &[1, 200, 500, last]).await;
 
     // Ingest continues after the restart, and layers of both generations serve reads.
-    let recs = with_bases(workload(last + 1, 50, keys, false), &model);
-    assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
-    model.add(&recs);
+    ts.ingest_acked(&mut model, last + 1, 50, keys, 40).await;
     ts.checkpoint().await;
     check_pages(&ts, &model, keys, &[last, last + 50]).await;
 }
@@ -81,18 +82,16 @@ async fn bad_ingest_bodies_are_rejected_whole() {
     let ts = TestServer::start(conf(dir.path())).await;
     ts.setup().await;
     let mut model = Model::default();
-    let recs = with_bases(workload(1, 20, 5, false), &model);
-    assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
-    model.add(&recs);
+    ts.ingest_acked(&mut model, 1, 20, 5, 40).await;
     let before = ts.info().await;
 
-    let good = with_bases(workload(21, 10, 5, false), &model);
+    let good = with_bases(records(21, 10, 5, 40, 0), &model);
     let body = pageserver::http::wire::encode(&good);
     let mut cases: Vec<(Vec<u8>, &str)> = vec![
         (Vec::new(), "empty body"),
         (body[..body.len() - 1].to_vec(), "runs past the end"),
         (
-            pageserver::http::wire::encode(&workload(5, 3, 5, false)),
+            pageserver::http::wire::encode(&records(5, 3, 5, 40, 0)),
             "not above the timeline's last_record_lsn",
         ),
     ];
@@ -216,12 +215,12 @@ async fn records_ingested_in_process_obey_the_timelines_order() {
     ts.setup().await;
     let (t, tl) = (TENANT.parse().unwrap(), TIMELINE.parse().unwrap());
     let timeline = ts.server.tenants.get(t).unwrap().timeline(tl).unwrap();
-    let recs = workload(10, 4, 4, false);
+    let recs = records(10, 4, 4, 40, 0);
     let last = recs.last().unwrap().lsn;
     assert_eq!(timeline.ingest(recs.clone(), None).await.unwrap(), last);
-    let mut backwards = workload(last.0 + 10, 4, 4, false);
+    let mut backwards = records(last.0 + 10, 4, 4, 40, 0);
     backwards.reverse();
-    let at_last = workload(last.0, 2, 4, false);
+    let at_last = records(last.0, 2, 4, 40, 0);
     for (what, bad) in [
         ("none", Vec::new()),
         ("out of order", backwards),

@@ -30,12 +30,10 @@ async fn ingest_waits_while_flushes_fail_and_resumes_by_itself() {
     let mut lsn = 1;
     // Each batch fills the open layer past checkpoint_distance and freezes it.
     for _ in 0..2 {
-        let recs = with_bases(workload(lsn, 20, 6, true), &model);
-        assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
-        model.add(&recs);
+        ts.ingest_acked(&mut model, lsn, 20, 6, 2000).await;
         lsn += 20;
     }
-    let third = with_bases(workload(lsn, 20, 6, true), &model);
+    let third = with_bases(records(lsn, 20, 6, 2000, 0), &model);
     let waited = tokio::time::timeout(Duration::from_millis(500), ts.ingest(&third)).await;
     assert!(
         waited.is_err(),

@@ -9,7 +9,6 @@
 
 mod common;
 
-use axum::http::StatusCode;
 use common::*;
 use fail::FailScenario;
 use index_part::names::{TenantId, TimelineId, layer_object_key};
@@ -26,9 +25,7 @@ async fn deletions_wait_for_the_index_and_respect_generations() {
     let mut model = Model::default();
     let mut lsn = 1;
     for _ in 0..3 {
-        let recs = with_bases(workload(lsn, 20, 4, false), &model);
-        assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
-        model.add(&recs);
+        ts.ingest_acked(&mut model, lsn, 20, 4, 40).await;
         lsn += 20;
         ts.checkpoint().await;
     }

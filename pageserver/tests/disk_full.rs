@@ -43,9 +43,7 @@ async fn enospc_mid_compaction_then_space_returns() {
     ts.setup().await;
     let (mut model, mut lsn) = (Model::default(), 1u64);
     for _ in 0..4 {
-        let recs = with_bases(workload(lsn, 40, KEYS, true), &model);
-        assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
-        model.add(&recs);
+        ts.ingest_acked(&mut model, lsn, 40, KEYS, 2000).await;
         lsn += 40;
         ts.checkpoint().await;
     }
@@ -64,9 +62,7 @@ async fn enospc_mid_compaction_then_space_returns() {
     );
     assert_eq!(files(&ts), before, "no output and no temp file left");
     // Ingest goes on into memory while flushes fail for lack of space.
-    let recs = with_bases(workload(lsn, 40, KEYS, true), &model);
-    assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
-    model.add(&recs);
+    ts.ingest_acked(&mut model, lsn, 40, KEYS, 2000).await;
     lsn += 40;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(

@@ -19,9 +19,7 @@ use std::time::Duration;
 const KEYS: u128 = 20;
 
 async fn batch(ts: &TestServer, model: &mut Model, lsn: &mut u64) {
-    let recs = with_bases(workload(*lsn, 40, KEYS, true), model);
-    assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
-    model.add(&recs);
+    ts.ingest_acked(model, *lsn, 40, KEYS, 2000).await;
     *lsn += 40;
     ts.checkpoint().await;
 }

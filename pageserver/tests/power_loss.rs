@@ -31,7 +31,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Model, TENANT, TIMELINE, with_bases, workload};
+use common::{Model, TENANT, TIMELINE, records, with_bases};
 use futures::StreamExt;
 use index_part::names::{Generation, LocalFile, TenantId, TimelineId, classify_local};
 use index_part::{IndexPart, ParseMode, select_authoritative};
@@ -137,7 +137,10 @@ async fn record(variant: Variant, upload: Upload, fail_fsync: Option<u64>) -> Re
     let mut lsn = 1;
     for round in 0..FLUSHES {
         engine.set_label(&format!("flush {round}"));
-        let recs = with_bases(workload(lsn, 12, KEYS, round % 2 == 1), &model);
+        let recs = with_bases(
+            records(lsn, 12, KEYS, if round % 2 == 1 { 2000 } else { 40 }, 0),
+            &model,
+        );
         timeline.ingest(recs.clone(), None).await.unwrap();
         model.add(&recs);
         lsn += 12;
@@ -388,7 +391,7 @@ async fn every_crash_state_of_the_write_path_recovers() {
     let line = format!(
         "power loss: {distinct} distinct crash states recovered and checked (of {states} enumerated) over 3 recorded runs, 0 violations"
     );
-    pageserver::testing::report(&line);
+    test_support::report(&line);
     assert!(
         distinct >= 10_000,
         "checked {distinct} distinct crash states"

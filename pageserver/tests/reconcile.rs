@@ -33,9 +33,7 @@ async fn every_reconcile_case_on_restart() {
     let mut lsn = 1;
     // Three flushed layers.
     for _ in 0..3 {
-        let recs = with_bases(workload(lsn, 40, 10, true), &model);
-        assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
-        model.add(&recs);
+        ts.ingest_acked(&mut model, lsn, 40, 10, 2000).await;
         lsn += 40;
         ts.checkpoint().await;
     }
@@ -127,9 +125,7 @@ async fn a_corrupt_local_layer_of_the_right_size_is_fetched_again() {
     ts.setup().await;
     let model = {
         let mut m = Model::default();
-        let recs = with_bases(workload(1, 50, 8, true), &m);
-        assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
-        m.add(&recs);
+        ts.ingest_acked(&mut m, 1, 50, 8, 2000).await;
         m
     };
     ts.checkpoint().await;

@@ -48,9 +48,7 @@ async fn reset_during_ingest_and_paused_compaction() {
     ts.setup().await;
     let (mut model, mut lsn) = (Model::default(), 1u64);
     for _ in 0..3 {
-        let recs = with_bases(workload(lsn, 30, KEYS, true), &model);
-        assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
-        model.add(&recs);
+        ts.ingest_acked(&mut model, lsn, 30, KEYS, 2000).await;
         lsn += 30;
         ts.checkpoint().await;
     }
@@ -62,7 +60,7 @@ async fn reset_during_ingest_and_paused_compaction() {
         async move {
             let mut answers = Vec::new();
             for i in 0..20u64 {
-                let recs = workload(10_000 + i * 10, 10, KEYS, false);
+                let recs = records(10_000 + i * 10, 10, KEYS, 40, 0);
                 answers.push(ts.ingest(&recs).await.0);
             }
             answers
@@ -132,9 +130,7 @@ async fn reset_during_ingest_and_paused_compaction() {
     check(&ts, &model, &[10, 45, acked]).await;
 
     // Ingest resumes from the acknowledged LSN.
-    let recs = with_bases(workload(acked + 1, 20, KEYS, false), &model);
-    assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
-    model.add(&recs);
+    ts.ingest_acked(&mut model, acked + 1, 20, KEYS, 40).await;
     ts.checkpoint().await;
 
     // 3. drop_cache: every local layer goes, and comes back on demand.

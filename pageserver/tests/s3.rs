@@ -21,8 +21,8 @@ use pageserver::remote::s3::S3;
 use pageserver::remote::{Conflict, Created, PutOutcome, RemoteStorage, create_once};
 use std::sync::Arc;
 
-fn seaweed() -> &'static pageserver::testing::SeaweedFs {
-    pageserver::testing::seaweedfs()
+fn seaweed() -> &'static test_support::seaweedfs::SeaweedFs {
+    test_support::seaweedfs::seaweedfs()
 }
 
 fn prefix() -> String {
@@ -108,9 +108,7 @@ async fn a_timeline_lives_in_the_bucket_across_restarts() {
     let ts = TestServer::start(c).await;
     ts.setup().await;
     let mut model = Model::default();
-    let recs = with_bases(workload(1, 200, 12, true), &model);
-    assert_eq!(ts.ingest(&recs).await.0, StatusCode::OK);
-    model.add(&recs);
+    ts.ingest_acked(&mut model, 1, 200, 12, 2000).await;
     let info = ts.checkpoint().await;
     assert_eq!(info["remote_consistent_lsn"], Lsn(200).to_string());
     // Lose every local layer: the restart fetches them from the bucket.

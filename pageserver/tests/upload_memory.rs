@@ -21,10 +21,7 @@ use layer_format::{Key, Lsn, Value};
 use pageserver::failpoints::configure;
 use pageserver::timeline::Record;
 use std::time::{Duration, Instant};
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
+use test_support::env_u64;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_memory_stays_bounded_while_every_put_fails() {

@@ -1,7 +1,7 @@
 //! The remote-storage fixture: the same suites run against the local-filesystem backend and
 //! against SeaweedFS, a real S3-compatible server, with a bucket of its own per test.
 //!
-//! The SeaweedFS server is [`pageserver::testing::seaweedfs`]: the one `scripts/test` started,
+//! The SeaweedFS server is [`test_support::seaweedfs::seaweedfs`]: the one `scripts/test` started,
 //! or one started for this process. Buckets are named after the test and never reused; a
 //! bucket is deleted when the last clone of its [`Remote`] is dropped, unless the test is
 //! panicking (its objects stay for the post-mortem).
@@ -54,7 +54,7 @@ impl Drop for Bucket {
             eprintln!("bucket {} kept for the post-mortem", self.0);
             return;
         }
-        if let Err(e) = pageserver::testing::seaweedfs().delete_bucket(&self.0) {
+        if let Err(e) = test_support::seaweedfs::seaweedfs().delete_bucket(&self.0) {
             eprintln!("bucket {} not deleted: {e:#}", self.0);
         }
     }
@@ -81,14 +81,14 @@ impl Remote {
 
     /// A new, empty bucket on the SeaweedFS server, named after `test`.
     pub fn s3(test: &str) -> Remote {
-        let mut r = Remote::s3_on(pageserver::testing::seaweedfs(), test);
+        let mut r = Remote::s3_on(test_support::seaweedfs::seaweedfs(), test);
         r._bucket = Some(Arc::new(Bucket(r.bucket.clone().expect("an S3 bucket"))));
         r
     }
 
     /// A new, empty bucket named after `test` on `server` (a cluster of the test's own, which
     /// is dropped with its buckets).
-    pub fn s3_on(server: &pageserver::testing::SeaweedFs, test: &str) -> Remote {
+    pub fn s3_on(server: &test_support::seaweedfs::SeaweedFs, test: &str) -> Remote {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let clean: String = test
             .chars()

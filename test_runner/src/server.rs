@@ -3,20 +3,18 @@
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use layer_format::Record;
 use layer_format::{Key, Lsn};
-use pageserver::http::wire::encode as encode_ingest;
-use pageserver::timeline::Record;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use test_support::api::PageApi;
+use test_support::model::ingest_body;
 
 pub use crate::binaries::{pagectl_bin, pageserver_bin, run_pagectl};
-pub use crate::checks::{check_every_version, check_pages, check_versions_between, lsn_of};
-
-/// The tenant every suite uses.
-pub const TENANT: &str = "0123456789abcdef0123456789abcdef";
-/// The timeline every suite uses.
-pub const TIMELINE: &str = "fedcba9876543210fedcba9876543210";
+pub use test_support::api::{
+    TENANT, TIMELINE, check_every_version, check_pages, check_versions_between, lsn_of,
+};
 
 /// One pageserver: a work directory, a port, settings; the process may be running or not.
 #[derive(Debug)]
@@ -194,9 +192,9 @@ impl Pageserver {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    /// The URL of the suites' timeline plus `rest`.
+    /// The path of the suites' timeline plus `rest`.
     pub fn tl(&self, rest: &str) -> String {
-        format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}{rest}")
+        test_support::api::timeline_path(rest)
     }
 
     /// Sends a request; the body of a success, or the error.
@@ -206,6 +204,24 @@ impl Pageserver {
         path: &str,
         body: impl Into<reqwest::Body>,
     ) -> Result<Bytes, HttpError> {
+        let (status, bytes) = self.exchange(method, path, body).await?;
+        if (200..300).contains(&status) {
+            Ok(bytes)
+        } else {
+            Err(HttpError {
+                status,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            })
+        }
+    }
+
+    /// Sends a request; the status and body of the answer, or the connection's failure.
+    async fn exchange(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<(u16, Bytes), HttpError> {
         let mut builder = self.client.request(method, self.url(path)).body(body);
         if let Some(t) = &self.token {
             builder = builder.bearer_auth(t);
@@ -224,14 +240,7 @@ impl Pageserver {
             status: 0,
             body: error_chain(&e),
         })?;
-        if status.is_success() {
-            Ok(bytes)
-        } else {
-            Err(HttpError {
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&bytes).into_owned(),
-            })
-        }
+        Ok((status.as_u16(), bytes))
     }
 
     /// A request whose answer is JSON.
@@ -250,22 +259,7 @@ impl Pageserver {
 
     /// Creates the suites' tenant and timeline.
     pub async fn setup(&self) -> anyhow::Result<()> {
-        self.json(
-            reqwest::Method::POST,
-            "/v1/tenant",
-            format!("{{\"tenant_id\":\"{TENANT}\"}}"),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let path = format!("/v1/tenant/{TENANT}/timeline");
-        self.json(
-            reqwest::Method::POST,
-            &path,
-            format!("{{\"timeline_id\":\"{TIMELINE}\"}}"),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        Ok(())
+        test_support::api::setup(self).await
     }
 
     /// Ingests records.
@@ -273,7 +267,7 @@ impl Pageserver {
         self.json(
             reqwest::Method::POST,
             &self.tl("/ingest"),
-            encode_ingest(records),
+            ingest_body(records),
         )
         .await
     }
@@ -287,7 +281,7 @@ impl Pageserver {
         self.json(
             reqwest::Method::POST,
             &self.tl(&format!("/ingest?incarnation={incarnation}")),
-            encode_ingest(records),
+            ingest_body(records),
         )
         .await
     }
@@ -458,6 +452,14 @@ impl Pageserver {
             );
         }
         Ok(())
+    }
+}
+
+impl PageApi for Pageserver {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, Bytes) {
+        self.exchange(method, path, body)
+            .await
+            .unwrap_or_else(|e| (e.status, Bytes::from(e.body)))
     }
 }
 

@@ -25,7 +25,7 @@ async fn every_operation_answers_each_token_as_the_brief_says() {
     let admin = signed("key1", "pageserverapi", None, Some(now() + 3600));
     ps.set_token(Some(admin.clone()));
     ps.setup().await.expect("setup with an admin token");
-    ps.ingest(&test_runner::model::byte_deltas(0x10, 5, 3, 1))
+    ps.ingest(&test_support::workload::byte_deltas(0x10, 5, 3, 1))
         .await
         .expect("ingest with an admin token");
     let before = snapshot(&ps).await;
@@ -152,7 +152,7 @@ async fn every_operation_answers_each_token_as_the_brief_says() {
         assert!(n >= min, "auth failures by {reason}: {n}");
     }
     let total: usize = counts.values().sum();
-    test_runner::report(&format!(
+    test_support::report(&format!(
         "auth sweep: {} operations, {total} requests ({counts:?})",
         ops.len()
     ));
@@ -171,7 +171,7 @@ async fn a_tenant_token_works_on_its_own_timelines_only() {
         Some(TENANT),
         Some(now() + 600),
     )));
-    let records = test_runner::model::byte_deltas(0x10, 4, 2, 7);
+    let records = test_support::workload::byte_deltas(0x10, 4, 2, 7);
     let acked = ps
         .ingest(&records)
         .await
@@ -187,7 +187,7 @@ async fn a_tenant_token_works_on_its_own_timelines_only() {
     let denied = ps.tenant_action(TENANT, "reset").await.unwrap_err();
     assert_eq!(denied.status, 403, "{denied:?}");
     ps.set_token(Some(signed("key1", "tenant", Some(OTHER), None)));
-    let more = test_runner::model::byte_deltas(0x100, 2, 2, 9);
+    let more = test_support::workload::byte_deltas(0x100, 2, 2, 9);
     assert_eq!(ps.ingest(&more).await.unwrap_err().status, 403);
     ps.set_token(Some(signed("key1", "tenant", Some(TENANT), None)));
     assert_eq!(
@@ -223,7 +223,7 @@ async fn pagectl_token_mints_tokens_the_server_accepts() {
     let (code, tenant, err) = mint(&["--scope", "tenant", "--tenant-id", TENANT]);
     assert_eq!(code, Some(0), "{err}");
     ps.set_token(Some(tenant));
-    ps.ingest(&test_runner::model::byte_deltas(0x10, 2, 2, 3))
+    ps.ingest(&test_support::workload::byte_deltas(0x10, 2, 2, 3))
         .await
         .expect("ingest with pagectl's tenant token");
     assert_eq!(

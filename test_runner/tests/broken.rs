@@ -26,7 +26,7 @@ const OTHER_TIMELINE: &str = "11111111111111111111111111111111";
 const OTHER_TENANT: &str = "22222222222222222222222222222222";
 
 fn records(first_lsn: u64, n: u64, byte: u8) -> Vec<Record> {
-    test_runner::model::byte_deltas(first_lsn, n, 7, byte)
+    test_support::workload::byte_deltas(first_lsn, n, 7, byte)
 }
 
 async fn create(ps: &Pageserver, tenant: &str, timeline: &str) {
@@ -64,7 +64,7 @@ async fn ingest(ps: &Pageserver, tenant: &str, timeline: &str, recs: &[Record]) 
 async fn a_panic_in_one_timeline_breaks_only_that_timeline() {
     // Batch sizes per seed; `checkpoint_distance` stays at its default so that no background
     // flush (of another timeline) meets the one-shot failpoint.
-    let seed = test_runner::seed("BROKEN_SEED");
+    let seed = test_support::seed("BROKEN_SEED");
     let first = 1 + seed % 40;
     let second = 7 + (seed / 40) % 24;
     let total = first + second;
@@ -200,7 +200,7 @@ async fn a_panic_in_one_timeline_breaks_only_that_timeline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_that_fails_to_load_is_broken_and_the_others_serve() {
-    let seed = test_runner::seed("BROKEN_SEED");
+    let seed = test_support::seed("BROKEN_SEED");
     let n = 4 + seed % 60;
     eprintln!("broken seed {seed} (BROKEN_SEED): {n} records per tenant");
     let dir = tempfile::tempdir().unwrap();

@@ -21,15 +21,13 @@
 use layer_format::Lsn;
 use std::time::{Duration, Instant};
 use test_runner::integrity::History;
-use test_runner::model::{Model, workload};
 use test_runner::remote::Remote;
 use test_runner::server::{Pageserver, check_versions_between, lsn_of};
+use test_support::Model;
+use test_support::env_u64;
+use test_support::workload::workload;
 
 const KEYS: u128 = 24;
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
 
 /// A checkpoint, retried until it acknowledges (the queue retries by itself; a checkpoint
 /// gives up after 60 s of waiting). Fails after `limit`.
@@ -51,7 +49,7 @@ async fn checkpoint_until_acknowledged(ps: &Pageserver, limit: Duration) -> serd
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_losing_a_volume_server_and_its_gateway_loses_nothing() {
-    let seed = test_runner::seed("CLUSTER_SOAK_SEED");
+    let seed = test_support::seed("CLUSTER_SOAK_SEED");
     let rounds = env_u64("CLUSTER_SOAK_ROUNDS").unwrap_or(16).max(8);
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut next = |n: u64| {
@@ -77,7 +75,7 @@ async fn a_cluster_losing_a_volume_server_and_its_gateway_loses_nothing() {
         "cluster soak seed {seed} (reproduce with CLUSTER_SOAK_SEED={seed}): {rounds} rounds of {per_round} records; compaction_threshold {threshold}, compaction_target_size {target_kib} KiB, image_creation_threshold {image_threshold}, gc_horizon {horizon}; {victim} down in rounds {kill_at}..{revive_at}, the S3 gateway in {gateway_down}..{gateway_up}"
     );
 
-    let cluster = pageserver::testing::seaweedfs_cluster();
+    let cluster = test_support::seaweedfs::seaweedfs_cluster();
     let remote = Remote::s3_on(&cluster, "cluster-soak");
     let settings = [
         format!("compaction_threshold = {threshold}"),
@@ -162,7 +160,7 @@ async fn a_cluster_losing_a_volume_server_and_its_gateway_loses_nothing() {
     let reads_after = check_versions_between(&ps, &model, KEYS, cutoff, acked).await;
     history.observe(&remote).await.unwrap();
     ps.check_integrity(&remote).await.unwrap();
-    test_runner::report(&format!(
+    test_support::report(&format!(
         "cluster soak: {rounds} rounds in {:.1} s on 5 SeaweedFS processes: {victim} killed and restarted, the S3 gateway killed and restarted ({ingested_while_gateway_down} records ingested while it was down, acknowledged after it came back); {acked_while_volume_down} checkpoints acknowledged with a volume server down; {compactions} compactions, {removed} layers removed by GC; {observed} object observations, none changed; {} layers in the final index; {reads} page versions read back before and {reads_after} after a kill -9 and restart",
         started.elapsed().as_secs_f64(),
         integrity.layers

@@ -14,9 +14,10 @@
 use layer_format::Lsn;
 use std::time::Duration;
 use test_runner::integrity::History;
-use test_runner::model::{Model, workload};
 use test_runner::remote::{Backend, Remote};
 use test_runner::server::{Pageserver, lsn_of};
+use test_support::Model;
+use test_support::workload::workload;
 
 const KEYS: u128 = 24;
 
@@ -109,15 +110,7 @@ async fn workload_until_exit(
     (died, acked)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_at_every_failpoint_local() {
-    crash_at_every_failpoint(Backend::Local).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_at_every_failpoint_s3() {
-    crash_at_every_failpoint(Backend::S3).await;
-}
+test_runner::test_on_each_backend!(crash_at_every_failpoint => crash_at_every_failpoint_local, crash_at_every_failpoint_s3);
 
 async fn crash_at_every_failpoint(backend: Backend) {
     let mut report = Vec::new();
@@ -144,7 +137,7 @@ async fn crash_at_every_failpoint(backend: Backend) {
         phases() > 3 || unreached.is_empty(),
         "phases not reached: {unreached:?}"
     );
-    test_runner::report(&format!(
+    test_support::report(&format!(
         "suite 1, crash at every failpoint ({backend:?}): {} crashes over {} failpoints x up to {} phases, {reads} pages read back (every page version at or below the acknowledged LSN after each restart, and after each step of the recovery); phases the workload does not reach: {}",
         report.len(),
         FAILPOINTS.len(),

@@ -10,9 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
-use test_runner::model::{Model, workload};
 use test_runner::server::{Pageserver, TENANT, TIMELINE, run_pagectl};
-use test_runner::{Rng, seed};
+use test_support::Model;
+use test_support::workload::workload;
+use test_support::{Rng, seed};
 
 /// Class of the shape drawing each layer, by layer name (as the SVG writes it).
 fn shapes(svg: &str) -> BTreeMap<String, String> {

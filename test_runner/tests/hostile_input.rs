@@ -77,7 +77,7 @@ async fn many_records_at_one_lsn() {
     assert!(err.body.contains("appears twice"), "{err:?}");
     let page = ps.page(Key::from_u128(199_999), Lsn(7)).await.unwrap();
     assert_eq!(page[0], b'x');
-    test_runner::report(&format!(
+    test_support::report(&format!(
         "hostile input: {n} records at one LSN ingested in {:.2} s (one request, debug build)",
         took.as_secs_f64()
     ));
@@ -153,7 +153,7 @@ async fn attaching_a_tenant_that_never_existed_is_a_404_and_claims_nothing() {
 /// naming the setting; nothing is applied, and what is within the limits is accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_limits_are_settings() {
-    let seed = test_runner::seed("INGEST_LIMITS_SEED");
+    let seed = test_support::seed("INGEST_LIMITS_SEED");
     let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut next = |lo: u64, hi: u64| {
         rng ^= rng << 13;
@@ -322,7 +322,7 @@ async fn a_resend_after_a_reset_replaces_the_orphan_of_the_failed_index_upload()
     );
     ps.start(None).await;
     ps.setup().await.unwrap();
-    let batch = |first: u64, byte: u8| test_runner::model::byte_deltas(first, 20, 5, byte);
+    let batch = |first: u64, byte: u8| test_support::workload::byte_deltas(first, 20, 5, byte);
     ps.ingest(&batch(1, b'a')).await.unwrap();
     let info = ps.checkpoint().await.unwrap();
     assert_eq!(lsn_of(&info, "remote_consistent_lsn"), Lsn(20));

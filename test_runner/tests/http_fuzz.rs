@@ -24,8 +24,8 @@ use pageserver::http::wire::{decode as decode_ingest, encode as encode_ingest};
 use pageserver::timeline::Record;
 use reqwest::Method;
 use std::collections::{BTreeMap, HashSet};
-use test_runner::Rng;
 use test_runner::server::Pageserver;
+use test_support::Rng;
 
 const TENANTS: [&str; 2] = [
     "0123456789abcdef0123456789abcdef",
@@ -339,7 +339,7 @@ async fn snapshot(ps: &Pageserver) -> BTreeMap<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_fuzz() {
-    let seed = test_runner::seed("HTTP_FUZZ_SEED");
+    let seed = test_support::seed("HTTP_FUZZ_SEED");
     let requests: u64 = std::env::var("HTTP_FUZZ_REQUESTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -453,7 +453,7 @@ async fn http_fuzz() {
             }
         }
     }
-    test_runner::report(&format!(
+    test_support::report(&format!(
         "http fuzz: seed {seed}, {requests} requests, answers by status {by_status:?}, no 5xx but the data error of a baseless chain, no state change on a 4xx, no panic"
     ));
     let log = std::fs::read_to_string(ps.log_path()).unwrap();

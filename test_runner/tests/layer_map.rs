@@ -17,15 +17,13 @@
 )]
 
 use layer_format::{Key, Lsn};
-use test_runner::Rng;
-use test_runner::model::{Model, workload};
 use test_runner::server::{Pageserver, lsn_of};
+use test_support::Model;
+use test_support::Rng;
+use test_support::env_u64;
+use test_support::workload::workload;
 
 const KEYS: u128 = 64;
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
 
 /// A xorshift generator: the whole schedule and configuration follow from the seed.
 /// Reads `(key, lsn)` and compares with the model: the page, or 404 where the model has none.
@@ -65,7 +63,7 @@ async fn acknowledged_pages_read_back_with_small_outputs_images_and_gc() {
             totals.3 + t.3,
         );
     }
-    pageserver::testing::report(&format!(
+    test_support::report(&format!(
         "layer map (real binary): {runs} seeds x {steps} steps, {} compactions with several outputs, {} GC runs that removed layers, {} reads compared",
         totals.0, totals.1, totals.2
     ));

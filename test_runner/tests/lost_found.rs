@@ -9,7 +9,7 @@
 )]
 
 use test_runner::server::{Pageserver, run_pagectl};
-use test_runner::{Rng, seed};
+use test_support::{Rng, seed};
 
 fn pagectl(args: &[&str]) -> (i32, String) {
     run_pagectl(args, &[])

@@ -6,9 +6,9 @@
 //! Batch counts and sizes are drawn per seed: `OBSERVABILITY_SEED=N` replays one.
 
 use std::process::Command;
-use test_runner::Rng;
-use test_runner::model::byte_deltas;
 use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of, pageserver_bin};
+use test_support::Rng;
+use test_support::workload::byte_deltas;
 
 /// The value of the metric line that starts with `name{` and has every label of `labels`.
 fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -34,7 +34,7 @@ const SERVER_LINES: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_histograms_and_gauges_that_never_go_stale() {
-    let seed = test_runner::seed("OBSERVABILITY_SEED");
+    let seed = test_support::seed("OBSERVABILITY_SEED");
     let mut r = Rng::new(seed);
     eprintln!("OBSERVABILITY_SEED={seed}");
     let dir = tempfile::tempdir().unwrap();
@@ -246,7 +246,7 @@ async fn json_logs_histograms_and_gauges_that_never_go_stale() {
         }
     }
     assert!(with_ids >= 1, "no job or request line in the log");
-    test_runner::report(&format!(
+    test_support::report(&format!(
         "observability: seed {seed}: {ingests} ingests, {flushes} checkpoints, compaction {}: {with_ids} log lines of jobs and requests, each with its ids",
         compacted["outcome"]
     ));

@@ -27,9 +27,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use test_runner::integrity::History;
-use test_runner::model::{Model, workload};
 use test_runner::remote::{Backend, Remote};
 use test_runner::server::{HttpError, Pageserver, lsn_of};
+use test_support::Model;
+use test_support::workload::workload;
 use tokio::task::JoinHandle;
 
 const KEYS: u128 = 16;
@@ -305,7 +306,7 @@ impl Driver {
         );
         assert_eq!(last, self.lsn - 1, "{what}: {info}");
         test_runner::server::check_pages(
-            &self.ps,
+            &*self.ps,
             &self.model,
             KEYS,
             &[cutoff, (cutoff + last) / 2, last],
@@ -395,7 +396,7 @@ async fn races(backend: Backend) {
     let counted = list.len() - report.get(NOT_BOTH).copied().unwrap_or(0);
     d.ps.check_log(&["abandoned"]).unwrap();
     let how: Vec<String> = report.iter().map(|(h, n)| format!("{h}: {n}")).collect();
-    test_runner::report(&format!(
+    test_support::report(&format!(
         "suite 3, races ({backend:?}): {counted} interleavings of flush, compaction and GC at {} pause points ({}), each with what both did checked against the layer list and followed by kill -9 and restart; {} layers removed, none lost or resurrected; final LSN {}",
         OPS.iter().map(|o| o.pause_points().len()).sum::<usize>(),
         how.join("; "),
@@ -404,15 +405,7 @@ async fn races(backend: Backend) {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_interleaving_at_the_pause_points_local() {
-    races(Backend::Local).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_interleaving_at_the_pause_points_s3() {
-    races(Backend::S3).await;
-}
+test_runner::test_on_each_backend!(races => every_interleaving_at_the_pause_points_local, every_interleaving_at_the_pause_points_s3);
 
 /// Reftable's bug put back (`layer_map_mutation = "InstallOverSnapshot"`, testing builds
 /// only): a compaction paused after choosing its inputs while a flush or GC changes the map,

@@ -10,9 +10,10 @@ use layer_format::Lsn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use test_runner::model::{Model, workload};
 use test_runner::remote::Remote;
 use test_runner::server::{Pageserver, TENANT, lsn_of};
+use test_support::Model;
+use test_support::workload::workload;
 use tokio::sync::Mutex;
 
 const KEYS: u128 = 16;
@@ -119,7 +120,7 @@ async fn reset_under_load() {
         "flush failed",
     ])
     .unwrap();
-    test_runner::report(&format!(
+    test_support::report(&format!(
         "suite 5, reset under load: {resets} resets, {batches} batches, {resends} resends, final LSN {last}"
     ));
     assert!(batches > resets, "the writer kept going");
@@ -181,7 +182,7 @@ async fn disk_full_then_freed() {
         "retrying",
     ])
     .unwrap();
-    test_runner::report(&format!(
+    test_support::report(&format!(
         "suite 5, disk full then freed: compaction and flush failed with ENOSPC and left no file; once freed, acknowledged up to {} and compacted",
         Lsn(lsn - 1)
     ));

@@ -15,12 +15,12 @@
 
 use std::path::Path;
 use std::process::Command;
-use test_runner::Rng;
 use test_runner::server::Pageserver;
+use test_support::Rng;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_and_no_violation_of_the_document() {
-    let seed = test_runner::seed("SCHEMATHESIS_SEED");
+    let seed = test_support::seed("SCHEMATHESIS_SEED");
     let mut r = Rng::new(seed);
     let examples = std::env::var("SCHEMATHESIS_EXAMPLES")
         .ok()
@@ -51,7 +51,7 @@ async fn schemathesis_finds_no_server_error_and_no_violation_of_the_document() {
     // The tenant and timeline of the document's examples exist, so that the operations on a
     // timeline reach its logic and not only the 404 of an unknown one.
     ps.setup().await.unwrap();
-    ps.ingest(&test_runner::model::byte_deltas(0x10, 8, 4, 1))
+    ps.ingest(&test_support::workload::byte_deltas(0x10, 8, 4, 1))
         .await
         .unwrap();
 
@@ -115,7 +115,7 @@ async fn schemathesis_finds_no_server_error_and_no_violation_of_the_document() {
     ps.json(reqwest::Method::GET, "/v1/tenant", "")
         .await
         .expect("the tenant list still answers");
-    test_runner::report(&format!(
+    test_support::report(&format!(
         "schemathesis {}: seed {seed}: {tested} operations, {examples} examples each, {generated} test cases in {:.1} s, phases examples/coverage/fuzzing/stateful, 0 failures, 0 server errors",
         v["schemathesis_version"].as_str().unwrap_or("?"),
         v["running_time"].as_f64().unwrap_or(0.0)

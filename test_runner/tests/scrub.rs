@@ -18,20 +18,13 @@ use layer_format::Lsn;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use test_runner::model::{Model, workload};
 use test_runner::remote::{Backend, Remote};
 use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of, pagectl_bin, run_pagectl};
-use test_runner::{Rng, seed};
+use test_support::Model;
+use test_support::workload::workload;
+use test_support::{Rng, seed};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scrub_and_purge_local() {
-    scrub_and_purge(Backend::Local).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scrub_and_purge_s3() {
-    scrub_and_purge(Backend::S3).await;
-}
+test_runner::test_on_each_backend!(scrub_and_purge => scrub_and_purge_local, scrub_and_purge_s3);
 
 /// Runs pagectl with `args` against `remote`; returns exit code and standard output.
 fn pagectl(remote: &Remote, workdir: &std::path::Path, args: &[&str]) -> (i32, String) {

@@ -10,13 +10,14 @@
 use layer_format::Lsn;
 use pageserver::http::wire::encode as encode_ingest;
 use std::time::{Duration, Instant};
-use test_runner::Rng;
-use test_runner::model::{Model, workload};
 use test_runner::server::{Pageserver, check_versions_between, lsn_of};
+use test_support::Model;
+use test_support::Rng;
+use test_support::workload::workload;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn rng(test: &str) -> (u64, Rng) {
-    let seed = test_runner::seed("SHUTDOWN_SEED");
+    let seed = test_support::seed("SHUTDOWN_SEED");
     eprintln!("{test}: SHUTDOWN_SEED={seed}");
     (seed, Rng::new(seed))
 }
@@ -91,7 +92,7 @@ async fn a_signal_flushes_uploads_and_exits_0_with_both_lsns_kept() {
     ps.check_log(&[]).expect("no error or warning in the log");
 
     let reads = restart_at(&mut ps, &model, keys, last).await;
-    test_runner::report(&format!(
+    test_support::report(&format!(
         "shutdown: seed {seed}: SIG{signal} after {} records ({} not checkpointed), exit 0 in {} ms, both LSNs {last} after the restart, {reads} page versions read back",
         lsn - 0x10,
         last.0 - lsn_of(&before, "remote_consistent_lsn").0,
@@ -199,7 +200,7 @@ async fn on_a_slow_store_the_deadline_holds() {
     // Restarted on a healthy store: at what remote storage acknowledged, every page there.
     let mut ps = Pageserver::new(dir.path(), &[]);
     let reads = restart_at(&mut ps, &model, keys, acknowledged).await;
-    test_runner::report(&format!(
+    test_support::report(&format!(
         "shutdown: seed {seed}: store delay {delay} ms, shutdown_timeout {timeout} ms: exit 1 after {} ms; restart at {acknowledged}, {reads} page versions read back",
         took.as_millis()
     ));
@@ -285,7 +286,7 @@ async fn an_ingest_admitted_before_the_signal_is_acknowledged_and_kept() {
     let last = Lsn(lsn + n - 1);
     assert_eq!(ps.wait_exit(Duration::from_secs(60)).await, Some(0));
     let reads = restart_at(&mut ps, &model, keys, last).await;
-    test_runner::report(&format!(
+    test_support::report(&format!(
         "shutdown: seed {seed}: an ingest of {n} records admitted before SIGTERM and finished after it: acknowledged, {last} after the restart, {reads} versions read back"
     ));
     ps.kill9();
@@ -322,7 +323,7 @@ async fn a_request_that_outlives_the_wait_is_not_acknowledged() {
     assert_ne!(answer, Some(200), "acknowledged after the shutdown's flush");
     assert_eq!(ps.wait_exit(Duration::from_secs(60)).await, Some(0));
     restart_at(&mut ps, &model, keys, acked).await;
-    test_runner::report(&format!(
+    test_support::report(&format!(
         "shutdown: seed {seed}: shutdown_timeout {timeout} ms, a request still sending its body after the wait: answered {answer:?}, exit 0, restart at {acked}"
     ));
     ps.kill9();

@@ -20,18 +20,16 @@
 use layer_format::Lsn;
 use std::time::Duration;
 use test_runner::integrity::History;
-use test_runner::model::{Model, workload};
 use test_runner::remote::{Backend, Remote};
 use test_runner::server::{Pageserver, lsn_of};
+use test_support::Model;
+use test_support::env_u64;
+use test_support::workload::workload;
 
 const KEYS: u128 = 32;
 
 async fn check_pages(ps: &Pageserver, model: &Model, lsns: &[u64]) {
     test_runner::server::check_pages(ps, model, KEYS, lsns).await;
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +239,7 @@ async fn soak(backend: Backend, default_ops: u64) {
         "compaction failed",
     ])
     .unwrap();
-    test_runner::report(&format!(
+    test_support::report(&format!(
         "suite 2, slow storage soak ({backend:?}): seed {seed}: {ingests} ingests, {checkpoints} checkpoints acknowledged ({checkpoints_gave_up} gave up), {compactions} compactions that compacted ({several} of L0 layers with several L1 outputs, {single} with one; {idle_compactions} found nothing to do), {gcs} GCs that removed layers ({removed} layers; {idle_gcs} removed none), {observed} object observations; faults fired: {}; final LSN {acked}",
         faults
             .iter()

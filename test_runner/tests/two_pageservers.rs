@@ -10,9 +10,10 @@
 use layer_format::Lsn;
 use std::time::Duration;
 use test_runner::integrity::History;
-use test_runner::model::{Model, workload};
 use test_runner::remote::{Backend, Remote};
 use test_runner::server::{Pageserver, TENANT, lsn_of};
+use test_support::Model;
+use test_support::workload::workload;
 
 const KEYS: u128 = 16;
 
@@ -20,15 +21,7 @@ async fn check_pages(ps: &Pageserver, model: &Model, lsns: &[u64]) {
     test_runner::server::check_pages(ps, model, KEYS, lsns).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_attachment_fences_the_first_local() {
-    a_second_attachment_fences_the_first(Backend::Local).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_attachment_fences_the_first_s3() {
-    a_second_attachment_fences_the_first(Backend::S3).await;
-}
+test_runner::test_on_each_backend!(a_second_attachment_fences_the_first => a_second_attachment_fences_the_first_local, a_second_attachment_fences_the_first_s3);
 
 async fn a_second_attachment_fences_the_first(backend: Backend) {
     let shared = tempfile::tempdir().unwrap();
@@ -126,7 +119,7 @@ async fn a_second_attachment_fences_the_first(backend: Backend) {
     ps1.check_log(&["stale", "newer generation", "request failed", "retrying"])
         .unwrap();
     ps2.check_log(&[]).unwrap();
-    test_runner::report(&format!(
+    test_support::report(&format!(
         "suite 4, two pageservers ({backend:?}): the stale attachment's checkpoint refused, its compaction {} and its pages read back; the authoritative index ({}) kept all {} layers; {} remote objects observed, none changed",
         stale_compaction["outcome"],
         found.index,

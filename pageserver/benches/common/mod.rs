@@ -1,5 +1,5 @@
 //! What the page server benchmarks share: the ids they create, and request bodies of records.
-#![allow(dead_code, reason = "each benchmark uses part of it")]
+#![allow(dead_code, unused_imports, reason = "each benchmark uses part of it")]
 #![allow(
     clippy::unwrap_used,
     reason = "benchmark harness: any failure aborts the run"
@@ -12,8 +12,7 @@ use pageserver::config::PageServerConf;
 use pageserver::http::wire::encode as encode_ingest;
 use pageserver::timeline::Record;
 
-pub const TENANT: &str = "0123456789abcdef0123456789abcdef";
-pub const TIMELINE: &str = "fedcba9876543210fedcba9876543210";
+pub use test_support::api::{TENANT, TIMELINE};
 pub const MIB: usize = 1 << 20;
 
 /// A temp directory under `PS_BENCH_DIR` (default: the system temp dir) and a page server
@@ -30,16 +29,9 @@ pub fn bench_conf() -> (tempfile::TempDir, PageServerConf) {
     (dir, conf)
 }
 
+/// `len` bytes of the random stream of `seed`.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    test_support::Rng::new(seed).fill(len)
 }
 
 /// 1 MiB request bodies of records, `per_record` payload bytes each, LSNs from `lsn`.

@@ -1,23 +1,27 @@
-//! An in-process page server driven through its HTTP router, workloads, and the shared page
-//! model. The tests that use it need the `testing` feature (the model lives there).
-#![allow(dead_code, reason = "each test binary uses a different subset")]
+//! An in-process page server driven through its HTTP router. The page model, workloads and
+//! the checks of reads against the model are `test-support`'s, shared with every crate's
+//! tests; this module adds what needs the server in process.
+#![allow(
+    dead_code,
+    unused_imports,
+    reason = "each test binary uses a different subset"
+)]
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use layer_format::value::{PAGE_SIZE, Patch, encode_patches};
-use layer_format::{Key, Lsn, Value};
+use layer_format::{Key, Lsn, Record};
 use pageserver::config::PageServerConf;
-use pageserver::http::wire::encode as encode_ingest;
 use pageserver::server::PageServer;
-use pageserver::timeline::Record;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use test_support::api::PageApi;
 use tower::ServiceExt;
 
-pub const TENANT: &str = "0123456789abcdef0123456789abcdef";
-pub const TIMELINE: &str = "fedcba9876543210fedcba9876543210";
+pub use test_support::Model;
+pub use test_support::api::{TENANT, TIMELINE, check_pages};
+pub use test_support::workload::{records, with_bases};
 
 pub struct TestServer {
     pub server: Arc<PageServer>,
@@ -83,43 +87,44 @@ impl TestServer {
         (s, v)
     }
 
+    /// Creates the suites' tenant and timeline.
     pub async fn setup(&self) {
-        let (s, v) = self
-            .json(
-                Method::POST,
-                "/v1/tenant",
-                &format!("{{\"tenant_id\":\"{TENANT}\"}}"),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
-        let (s, v) = self
-            .json(
-                Method::POST,
-                &format!("/v1/tenant/{TENANT}/timeline"),
-                &format!("{{\"timeline_id\":\"{TIMELINE}\"}}"),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
+        test_support::api::setup(self)
+            .await
+            .expect("tenant and timeline created");
     }
 
     pub fn tl(&self, rest: &str) -> String {
-        format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}{rest}")
+        test_support::api::timeline_path(rest)
     }
 
     pub async fn ingest(&self, records: &[Record]) -> (StatusCode, serde_json::Value) {
-        let (s, b) = self
-            .call(Method::POST, &self.tl("/ingest"), encode_ingest(records))
-            .await;
-        (s, serde_json::from_slice(&b).expect("JSON answer"))
+        let (s, b) = test_support::api::ingest(self, records, "").await;
+        let status = StatusCode::from_u16(s).expect("an HTTP status");
+        (status, serde_json::from_slice(&b).expect("JSON answer"))
+    }
+
+    /// Ingests `count` records from `first_lsn` over `keys` keys, with deltas of `delta_len`
+    /// bytes and every chain starting with a base; asserts they are acknowledged and adds them
+    /// to `model`.
+    pub async fn ingest_acked(
+        &self,
+        model: &mut Model,
+        first_lsn: u64,
+        count: u64,
+        keys: u128,
+        delta_len: usize,
+    ) -> Vec<Record> {
+        let recs = with_bases(records(first_lsn, count, keys, delta_len, 0), model);
+        let (status, answer) = self.ingest(&recs).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        model.add(&recs);
+        recs
     }
 
     pub async fn page(&self, key: Key, lsn: Lsn) -> (StatusCode, Bytes) {
-        self.call(
-            Method::GET,
-            &self.tl(&format!("/page?key={key}&lsn={lsn}")),
-            Body::empty(),
-        )
-        .await
+        let (s, b) = test_support::api::page(self, key, lsn).await;
+        (StatusCode::from_u16(s).expect("an HTTP status"), b)
     }
 
     pub async fn info(&self) -> serde_json::Value {
@@ -147,81 +152,11 @@ impl TestServer {
     }
 }
 
-/// Reads every key below `keys` at every LSN of `lsns` and compares with the model: the page,
-/// or 404 where the model has no record.
-pub async fn check_pages(ts: &TestServer, model: &Model, keys: u128, lsns: &[u64]) {
-    for &l in lsns {
-        for k in 0..keys {
-            let (key, lsn) = (Key::from_u128(k), Lsn(l));
-            let (status, body) = ts.page(key, lsn).await;
-            match model.page(key, lsn) {
-                Some(page) => {
-                    assert_eq!(
-                        status,
-                        StatusCode::OK,
-                        "({k}, {l}): {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                    assert!(body == page, "page ({k}, {l}) differs from the model");
-                }
-                None => assert_eq!(status, StatusCode::NOT_FOUND, "({k}, {l})"),
-            }
-        }
+impl PageApi for TestServer {
+    async fn send(&self, method: Method, path: &str, body: Vec<u8>) -> (u16, Bytes) {
+        let (status, body) = self.call(method, path, body).await;
+        (status.as_u16(), body)
     }
-}
-
-/// The model every suite uses: pages computed from the brief alone.
-pub use pageserver::testing::page_model::Model;
-
-/// A deterministic workload: for each LSN, a few keys get an image, a will_init delta or a
-/// delta on top of what they have.
-pub fn workload(first_lsn: u64, count: u64, keys: u128, big: bool) -> Vec<Record> {
-    let mut out = Vec::new();
-    let mut x = first_lsn.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    for i in 0..count {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let lsn = Lsn(first_lsn + i);
-        let key = Key::from_u128(u128::from(x) % keys);
-        let value = match (x >> 20) % 10 {
-            0 => Value::Image(Bytes::from(vec![(x >> 8) as u8; PAGE_SIZE])),
-            1 => Value::Delta {
-                will_init: true,
-                record: encode_patches(&[Patch {
-                    offset: (x % 8000) as u16,
-                    bytes: &[(x >> 3) as u8; 100],
-                }]),
-            },
-            _ => {
-                let len = if big { 2000 } else { 40 };
-                let bytes = vec![(x >> 5) as u8; len];
-                Value::Delta {
-                    will_init: false,
-                    record: encode_patches(&[Patch {
-                        offset: (x % 6000) as u16,
-                        bytes: &bytes,
-                    }]),
-                }
-            }
-        };
-        out.push(Record { key, lsn, value });
-    }
-    out
-}
-
-/// The first record of each key is made a base, so that every chain is readable.
-pub fn with_bases(records: Vec<Record>, model: &Model) -> Vec<Record> {
-    let mut seen = std::collections::HashSet::new();
-    records
-        .into_iter()
-        .map(|mut r| {
-            if seen.insert(r.key) && model.page(r.key, r.lsn).is_none() && !r.value.is_base() {
-                r.value = Value::Image(Bytes::from(vec![7u8; PAGE_SIZE]));
-            }
-            r
-        })
-        .collect()
 }
 
 /// Waits until a thread is paused at failpoint `name` (configured with `pause` or `N*pause`).

@@ -11,7 +11,7 @@
 //! without `drop_cache`, restart, releases of held and late writes (so compactions run while
 //! uploads are pending), and forged duplicate installs. After every step:
 //! * sampled reads at LSNs from the GC cutoff to `last_record_lsn` equal the page model of
-//!   `pageserver::testing::page_model`, which shares no code with the server;
+//!   `test_support::model`, which shares no code with the server;
 //! * the layer map obeys its structural invariant;
 //! * the authoritative remote index references only objects that exist with its sizes and
 //!   checksums, and equals the layer map's index whenever the upload queue is idle;
@@ -40,7 +40,6 @@ use layer_format::io::sim::SimEngine;
 use layer_format::{Key, Lsn};
 use pageserver::config::{PageServerConf, RemoteStorageConfig};
 use pageserver::server::PageServer;
-use pageserver::testing::page_model::{ModelPage, ModelValue, PAGE, PageModel, encode_record};
 use pageserver::testing::sim_storage::{SimFaults, SimStorage};
 use pageserver::timeline::layer_map::{ApplyError, Change};
 use pageserver::timeline::mutation::Mutation;
@@ -49,6 +48,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use test_support::model::{ModelPage, ModelValue, PAGE, PageModel, encode_record};
 
 const TENANT: &str = "0123456789abcdef0123456789abcdef";
 const TIMELINE: &str = "fedcba9876543210fedcba9876543210";
@@ -58,15 +58,12 @@ fn ids() -> (TenantId, TimelineId) {
     (TENANT.parse().unwrap(), TIMELINE.parse().unwrap())
 }
 
-fn env_u64(k: &str) -> Option<u64> {
-    std::env::var(k).ok().and_then(|v| v.parse().ok())
-}
-
 mod actions;
 mod checks;
 mod config;
 
 use config::{Rng, SimConfig, Stats};
+use test_support::env_u64;
 
 /// Panics of the simulation's threads, by thread name (a task of the server that panics is
 /// a failure even when nobody awaits it).
@@ -418,7 +415,7 @@ fn the_lifecycle_simulation_finds_no_violation() {
         failures.len(),
         started.elapsed().as_secs_f64()
     );
-    pageserver::testing::report(&line);
+    test_support::report(&line);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // The run reached the states it exists for.
     if seeds >= 50 && steps >= 100 {
@@ -475,7 +472,7 @@ fn each_broken_variant_is_caught() {
         println!("{m:?} caught: {first}");
         lines.push(format!("{m:?} after {} clean seeds", s.seeds));
     }
-    pageserver::testing::report(&format!(
+    test_support::report(&format!(
         "lifecycle simulation: every broken variant caught ({})",
         lines.join(", ")
     ));
