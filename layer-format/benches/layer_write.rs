@@ -45,15 +45,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 /// Deterministic noise, so that no layer of the stack can compress the data.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    test_support::Rng::new(seed).fill(len)
 }
 
 fn median_f(mut v: Vec<f64>) -> f64 {
@@ -182,13 +174,8 @@ const READS: usize = 20_000;
 
 /// Random keys below `keys`, the same sequence for every reader measured.
 fn key_stream(keys: u128) -> impl FnMut() -> Key {
-    let mut x = 12345u64;
-    move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        Key::from_u128(u128::from(x) % keys)
-    }
+    let mut rng = test_support::Rng::new(12345);
+    move || Key::from_u128(u128::from(rng.next()) % keys)
 }
 
 fn point_reads(

@@ -141,23 +141,9 @@ fn layer_dump_lists_records() {
     use bytes::Bytes;
     use layer_format::value::{PAGE_SIZE, Patch, encode_patches};
     use layer_format::{DeltaLayerWriter, Generation, Key, Lsn, Value};
-    let seed = std::env::var("DUMP_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    let mut x = seed | 1;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let (keys, versions) = (next() % 50 + 1, next() % 6 + 1);
+    let seed = test_support::seed("DUMP_SEED");
+    let mut rng = test_support::Rng::new(seed);
+    let (keys, versions) = (rng.next() % 50 + 1, rng.next() % 6 + 1);
     eprintln!("seed {seed}: {keys} keys, {versions} versions each");
     let dir = tempfile::tempdir().unwrap();
     let engine = layer_format::io::open_engine(layer_format::io::EngineChoice::Std).unwrap();
@@ -173,14 +159,14 @@ fn layer_dump_lists_records() {
     for k in 0..keys {
         for l in 1..=versions {
             let (key, lsn) = (Key::from_u128(u128::from(k * 7)), Lsn(l));
-            let value = if next() % 3 == 0 {
+            let value = if rng.below(3) == 0 {
                 Value::Image(Bytes::from(vec![l as u8; PAGE_SIZE]))
             } else {
-                let len = (next() % 200 + 1) as usize;
+                let len = (rng.next() % 200 + 1) as usize;
                 Value::Delta {
                     will_init: l == 1,
                     record: encode_patches(&[Patch {
-                        offset: (next() % 4000) as u16,
+                        offset: (rng.next() % 4000) as u16,
                         bytes: &vec![7u8; len],
                     }]),
                 }
@@ -216,8 +202,8 @@ fn layer_dump_lists_records() {
         }
     };
     check(dump(&[]), expected.iter().collect());
-    let key = Key::from_u128(u128::from((next() % keys) * 7));
-    let lsn = Lsn(next() % versions + 1);
+    let key = Key::from_u128(u128::from((rng.next() % keys) * 7));
+    let lsn = Lsn(rng.next() % versions + 1);
     check(
         dump(&["--key", &key.to_string()]),
         expected.iter().filter(|(k, _, _)| *k == key).collect(),

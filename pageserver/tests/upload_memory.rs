@@ -26,22 +26,11 @@ use test_support::env_u64;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_memory_stays_bounded_while_every_put_fails() {
     let scenario = FailScenario::setup();
-    let seed = env_u64("UPLOAD_MEMORY_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-    });
-    let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let seed = test_support::seed("UPLOAD_MEMORY_SEED");
+    let mut rng = test_support::Rng::new(seed);
     let cycles = env_u64("UPLOAD_MEMORY_CYCLES").unwrap_or(2000);
-    let per_flush = 1 + next(8);
-    let concurrency = 1 + next(16) as usize;
+    let per_flush = 1 + rng.below(8);
+    let concurrency = 1 + rng.below(16) as usize;
     eprintln!(
         "upload memory seed {seed} (reproduce with UPLOAD_MEMORY_SEED={seed}): {cycles} cycles, {per_flush} records per flush, upload_concurrency {concurrency}"
     );

@@ -51,24 +51,18 @@ async fn checkpoint_until_acknowledged(ps: &Pageserver, limit: Duration) -> serd
 async fn a_cluster_losing_a_volume_server_and_its_gateway_loses_nothing() {
     let seed = test_support::seed("CLUSTER_SOAK_SEED");
     let rounds = env_u64("CLUSTER_SOAK_ROUNDS").unwrap_or(16).max(8);
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = |n: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    };
-    let threshold = 2 + next(3);
-    let target_kib = 16 + next(48);
-    let image_threshold = 1 + next(3);
-    let horizon = next(300);
-    let per_round = 20 + next(40);
-    let victim = format!("volume{}", 1 + next(3));
+    let mut rng = test_support::Rng::new(seed);
+    let threshold = 2 + rng.below(3);
+    let target_kib = 16 + rng.below(48);
+    let image_threshold = 1 + rng.below(3);
+    let horizon = rng.below(300);
+    let per_round = 20 + rng.below(40);
+    let victim = format!("volume{}", 1 + rng.below(3));
     // The volume server is down for rounds [kill_at, revive_at); the gateway for
     // [gateway_down, gateway_up), after the volume server is back.
-    let kill_at = 1 + next(rounds / 4);
-    let revive_at = kill_at + 2 + next(2);
-    let gateway_down = revive_at + 1 + next(2);
+    let kill_at = 1 + rng.below(rounds / 4);
+    let revive_at = kill_at + 2 + rng.below(2);
+    let gateway_down = revive_at + 1 + rng.below(2);
     let gateway_up = gateway_down + 2;
     assert!(gateway_up < rounds);
     eprintln!(

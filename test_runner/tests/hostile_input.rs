@@ -154,16 +154,10 @@ async fn attaching_a_tenant_that_never_existed_is_a_404_and_claims_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_limits_are_settings() {
     let seed = test_support::seed("INGEST_LIMITS_SEED");
-    let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = |lo: u64, hi: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        lo + rng % (hi - lo + 1)
-    };
+    let mut rng = test_support::Rng::new(seed);
     // A delta record with a one-byte patch is 34 bytes.
-    let max_records = next(2, 400);
-    let max_body = next(34 * (max_records + 1), 34 * (max_records + 1) + 5000);
+    let max_records = rng.range(2, 400);
+    let max_body = rng.range(34 * (max_records + 1), 34 * (max_records + 1) + 5000);
     eprintln!(
         "ingest limits seed {seed}: max_ingest_records {max_records}, max_ingest_body {max_body}"
     );

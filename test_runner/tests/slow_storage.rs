@@ -62,19 +62,13 @@ async fn soak(backend: Backend, default_ops: u64) {
     // Settings from the seed: small compaction outputs (several per compaction), eager image
     // creation and a short GC horizon, so that the soak also mixes L1 layers of several
     // compactions, images inside their LSN ranges and GC.
-    let mut r = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut draw = |lo: u64, hi: u64| {
-        r ^= r << 13;
-        r ^= r >> 7;
-        r ^= r << 17;
-        lo + r % (hi - lo + 1)
-    };
+    let mut rng = test_support::Rng::new(seed);
     let settings = [
-        format!("checkpoint_distance = {}", draw(32, 96) * 1024),
-        format!("compaction_threshold = {}", draw(2, 4)),
-        format!("compaction_target_size = {}", draw(16, 64) * 1024),
-        format!("image_creation_threshold = {}", draw(1, 3)),
-        format!("gc_horizon = {}", draw(0, 400)),
+        format!("checkpoint_distance = {}", rng.range(32, 96) * 1024),
+        format!("compaction_threshold = {}", rng.range(2, 4)),
+        format!("compaction_target_size = {}", rng.range(16, 64) * 1024),
+        format!("image_creation_threshold = {}", rng.range(1, 3)),
+        format!("gc_horizon = {}", rng.range(0, 400)),
         "compaction_period = \"1h\"".to_string(),
     ];
     println!("settings: {settings:?}");
