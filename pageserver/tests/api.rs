@@ -25,7 +25,17 @@ async fn ingest_read_checkpoint_restart_read() {
     let mut lsn = 1;
     for batch in 0..12 {
         let recs = with_bases(
-            records(lsn, 60, keys, if batch % 2 == 0 { 2000 } else { 40 }, 0),
+            records(
+                lsn,
+                60,
+                keys,
+                if batch % 2 == 0 {
+                    LARGE_DELTA_BYTES
+                } else {
+                    SMALL_DELTA_BYTES
+                },
+                0,
+            ),
             &model,
         );
         let (s, v) = ts.ingest(&recs).await;
@@ -71,7 +81,8 @@ async fn ingest_read_checkpoint_restart_read() {
     check_pages(&ts, &model, keys, &[1, 200, 500, last]).await;
 
     // Ingest continues after the restart, and layers of both generations serve reads.
-    ts.ingest_acked(&mut model, last + 1, 50, keys, 40).await;
+    ts.ingest_acked(&mut model, last + 1, 50, keys, SMALL_DELTA_BYTES)
+        .await;
     ts.checkpoint().await;
     check_pages(&ts, &model, keys, &[last, last + 50]).await;
 }
@@ -82,16 +93,17 @@ async fn bad_ingest_bodies_are_rejected_whole() {
     let ts = TestServer::start(conf(dir.path())).await;
     ts.setup().await;
     let mut model = Model::default();
-    ts.ingest_acked(&mut model, 1, 20, 5, 40).await;
+    ts.ingest_acked(&mut model, 1, 20, 5, SMALL_DELTA_BYTES)
+        .await;
     let before = ts.info().await;
 
-    let good = with_bases(records(21, 10, 5, 40, 0), &model);
+    let good = with_bases(records(21, 10, 5, SMALL_DELTA_BYTES, 0), &model);
     let body = pageserver::http::wire::encode(&good);
     let mut cases: Vec<(Vec<u8>, &str)> = vec![
         (Vec::new(), "empty body"),
         (body[..body.len() - 1].to_vec(), "runs past the end"),
         (
-            pageserver::http::wire::encode(&records(5, 3, 5, 40, 0)),
+            pageserver::http::wire::encode(&records(5, 3, 5, SMALL_DELTA_BYTES, 0)),
             "not above the timeline's last_record_lsn",
         ),
     ];
@@ -215,12 +227,12 @@ async fn records_ingested_in_process_obey_the_timelines_order() {
     ts.setup().await;
     let (t, tl) = (TENANT.parse().unwrap(), TIMELINE.parse().unwrap());
     let timeline = ts.server.tenants.get(t).unwrap().timeline(tl).unwrap();
-    let recs = records(10, 4, 4, 40, 0);
+    let recs = records(10, 4, 4, SMALL_DELTA_BYTES, 0);
     let last = recs.last().unwrap().lsn;
     assert_eq!(timeline.ingest(recs.clone(), None).await.unwrap(), last);
-    let mut backwards = records(last.0 + 10, 4, 4, 40, 0);
+    let mut backwards = records(last.0 + 10, 4, 4, SMALL_DELTA_BYTES, 0);
     backwards.reverse();
-    let at_last = records(last.0, 2, 4, 40, 0);
+    let at_last = records(last.0, 2, 4, SMALL_DELTA_BYTES, 0);
     for (what, bad) in [
         ("none", Vec::new()),
         ("out of order", backwards),

@@ -13,7 +13,7 @@ mod common;
 use axum::http::StatusCode;
 use common::*;
 use fail::FailScenario;
-use layer_format::{Key, Lsn};
+use layer_format::Lsn;
 use pageserver::failpoints::configure;
 use std::time::Duration;
 
@@ -30,10 +30,11 @@ async fn ingest_waits_while_flushes_fail_and_resumes_by_itself() {
     let mut lsn = 1;
     // Each batch fills the open layer past checkpoint_distance and freezes it.
     for _ in 0..2 {
-        ts.ingest_acked(&mut model, lsn, 20, 6, 2000).await;
+        ts.ingest_acked(&mut model, lsn, 20, 6, LARGE_DELTA_BYTES)
+            .await;
         lsn += 20;
     }
-    let third = with_bases(records(lsn, 20, 6, 2000, 0), &model);
+    let third = with_bases(records(lsn, 20, 6, LARGE_DELTA_BYTES, 0), &model);
     let waited = tokio::time::timeout(Duration::from_millis(500), ts.ingest(&third)).await;
     assert!(
         waited.is_err(),
@@ -68,15 +69,6 @@ async fn ingest_waits_while_flushes_fail_and_resumes_by_itself() {
     let info = ts.checkpoint().await;
     assert!(info["last_flush_error"].is_null(), "{info}");
     assert!(info["layers"]["delta"].as_u64().unwrap() >= 2, "{info}");
-    for k in 0..6 {
-        let (status, body) = ts.page(Key::from_u128(k), Lsn(lsn + 19)).await;
-        match model.page(Key::from_u128(k), Lsn(lsn + 19)) {
-            Some(p) => {
-                assert_eq!(status, StatusCode::OK);
-                assert!(body == p);
-            }
-            None => assert_eq!(status, StatusCode::NOT_FOUND),
-        }
-    }
+    check_pages(&ts, &model, 6, &[lsn + 19]).await;
     scenario.teardown();
 }

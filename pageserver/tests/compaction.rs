@@ -33,7 +33,8 @@ async fn server(dir: &std::path::Path) -> TestServer {
 /// Ingests and checkpoints `n` batches: `n` L0 layers.
 async fn make_l0s(ts: &TestServer, model: &mut Model, lsn: &mut u64, n: usize) {
     for _ in 0..n {
-        ts.ingest_acked(model, *lsn, 40, KEYS, 2000).await;
+        ts.ingest_acked(model, *lsn, 40, KEYS, LARGE_DELTA_BYTES)
+            .await;
         *lsn += 40;
         ts.checkpoint().await;
     }
@@ -280,7 +281,8 @@ async fn regression_reftable_race_flush_paused_while_compaction_installs() {
     ts.setup().await;
     let (mut model, mut lsn) = (Model::default(), 1);
     make_l0s(&ts, &mut model, &mut lsn, 4).await;
-    ts.ingest_acked(&mut model, lsn, 40, KEYS, 2000).await;
+    ts.ingest_acked(&mut model, lsn, 40, KEYS, LARGE_DELTA_BYTES)
+        .await;
     lsn += 40;
     configure("flush-after-publish", "1*pause").unwrap();
     let checkpoint = tokio::spawn({
@@ -342,7 +344,8 @@ async fn regression_compaction_never_takes_a_layer_whose_upload_is_queued() {
     configure("upload-layer-before", "return").unwrap();
     // Two more L0s whose uploads fail and stay queued.
     for _ in 0..2 {
-        ts.ingest_acked(&mut model, lsn, 40, KEYS, 2000).await;
+        ts.ingest_acked(&mut model, lsn, 40, KEYS, LARGE_DELTA_BYTES)
+            .await;
         lsn += 40;
         // The flush completes; the upload cannot, so the checkpoint is abandoned after a while.
         let checkpoint = tokio::time::timeout(Duration::from_millis(500), ts.checkpoint()).await;

@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{Model, TENANT, TIMELINE, records, with_bases};
+use common::{LARGE_DELTA_BYTES, Model, SMALL_DELTA_BYTES, TENANT, TIMELINE, records, with_bases};
 use layer_format::{Key, Lsn};
 use pageserver::http::wire::encode as encode_ingest;
 use pageserver::timeline::Record;
@@ -174,14 +174,14 @@ async fn exit_after_publish_then_restart() {
     let mut child = ps.start(None).await;
     ps.setup().await;
     let mut model = Model::default();
-    let first = with_bases(records(1, 100, 8, 40, 0), &model);
+    let first = with_bases(records(1, 100, 8, SMALL_DELTA_BYTES, 0), &model);
     ps.ingest(&first).await;
     model.add(&first);
     assert_eq!(
         ps.put("/checkpoint").await["remote_consistent_lsn"],
         Lsn(100).to_string()
     );
-    let second = with_bases(records(101, 50, 8, 40, 0), &model);
+    let second = with_bases(records(101, 50, 8, SMALL_DELTA_BYTES, 0), &model);
     ps.ingest(&second).await;
     let url = format!("{}/v1/failpoints", ps.base());
     ps.send(
@@ -237,7 +237,7 @@ async fn exit_between_compaction_publish_and_install() {
     let mut model = Model::default();
     let mut lsn = 1;
     for _ in 0..3 {
-        let recs = with_bases(records(lsn, 40, 8, 2000, 0), &model);
+        let recs = with_bases(records(lsn, 40, 8, LARGE_DELTA_BYTES, 0), &model);
         ps.ingest(&recs).await;
         model.add(&recs);
         lsn += 40;

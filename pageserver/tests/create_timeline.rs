@@ -121,7 +121,7 @@ async fn a_retried_creation_adopts_its_own_landed_index() {
     let (s, _) = call(&server, Method::POST, &uri, create).await;
     assert_eq!(s, StatusCode::CONFLICT);
     // And it works: ingest, checkpoint (uploads an index above the first), read back.
-    let recs = common::records(1, 10, 3, 40, 0);
+    let recs = common::records(1, 10, 3, common::SMALL_DELTA_BYTES, 0);
     let recs = common::with_bases(recs, &common::Model::default());
     let (s, b) = call_bytes(
         &server,

@@ -25,7 +25,8 @@ async fn deletions_wait_for_the_index_and_respect_generations() {
     let mut model = Model::default();
     let mut lsn = 1;
     for _ in 0..3 {
-        ts.ingest_acked(&mut model, lsn, 20, 4, 40).await;
+        ts.ingest_acked(&mut model, lsn, 20, 4, SMALL_DELTA_BYTES)
+            .await;
         lsn += 20;
         ts.checkpoint().await;
     }

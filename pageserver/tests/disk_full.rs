@@ -13,7 +13,7 @@ mod common;
 use axum::http::StatusCode;
 use common::*;
 use fail::FailScenario;
-use layer_format::{Key, Lsn};
+use layer_format::Lsn;
 use pageserver::failpoints::configure;
 use std::time::Duration;
 
@@ -43,7 +43,8 @@ async fn enospc_mid_compaction_then_space_returns() {
     ts.setup().await;
     let (mut model, mut lsn) = (Model::default(), 1u64);
     for _ in 0..4 {
-        ts.ingest_acked(&mut model, lsn, 40, KEYS, 2000).await;
+        ts.ingest_acked(&mut model, lsn, 40, KEYS, LARGE_DELTA_BYTES)
+            .await;
         lsn += 40;
         ts.checkpoint().await;
     }
@@ -62,7 +63,8 @@ async fn enospc_mid_compaction_then_space_returns() {
     );
     assert_eq!(files(&ts), before, "no output and no temp file left");
     // Ingest goes on into memory while flushes fail for lack of space.
-    ts.ingest_acked(&mut model, lsn, 40, KEYS, 2000).await;
+    ts.ingest_acked(&mut model, lsn, 40, KEYS, LARGE_DELTA_BYTES)
+        .await;
     lsn += 40;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
@@ -82,17 +84,6 @@ async fn enospc_mid_compaction_then_space_returns() {
         (StatusCode::OK, Some("compacted")),
         "{v}"
     );
-    for k in 0..KEYS {
-        for l in [40u64, lsn - 1] {
-            let (s, body) = ts.page(Key::from_u128(k), Lsn(l)).await;
-            match model.page(Key::from_u128(k), Lsn(l)) {
-                Some(p) => {
-                    assert_eq!(s, StatusCode::OK);
-                    assert!(body == p, "({k}, {l})");
-                }
-                None => assert_eq!(s, StatusCode::NOT_FOUND),
-            }
-        }
-    }
+    check_pages(&ts, &model, KEYS, &[40, lsn - 1]).await;
     scenario.teardown();
 }

@@ -19,7 +19,8 @@ use std::time::Duration;
 const KEYS: u128 = 20;
 
 async fn batch(ts: &TestServer, model: &mut Model, lsn: &mut u64) {
-    ts.ingest_acked(model, *lsn, 40, KEYS, 2000).await;
+    ts.ingest_acked(model, *lsn, 40, KEYS, LARGE_DELTA_BYTES)
+        .await;
     *lsn += 40;
     ts.checkpoint().await;
 }

@@ -31,7 +31,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Model, TENANT, TIMELINE, records, with_bases};
+use common::{LARGE_DELTA_BYTES, Model, SMALL_DELTA_BYTES, TENANT, TIMELINE, records, with_bases};
 use futures::StreamExt;
 use index_part::names::{Generation, LocalFile, TenantId, TimelineId, classify_local};
 use index_part::{IndexPart, ParseMode, select_authoritative};
@@ -138,7 +138,17 @@ async fn record(variant: Variant, upload: Upload, fail_fsync: Option<u64>) -> Re
     for round in 0..FLUSHES {
         engine.set_label(&format!("flush {round}"));
         let recs = with_bases(
-            records(lsn, 12, KEYS, if round % 2 == 1 { 2000 } else { 40 }, 0),
+            records(
+                lsn,
+                12,
+                KEYS,
+                if round % 2 == 1 {
+                    LARGE_DELTA_BYTES
+                } else {
+                    SMALL_DELTA_BYTES
+                },
+                0,
+            ),
             &model,
         );
         timeline.ingest(recs.clone(), None).await.unwrap();

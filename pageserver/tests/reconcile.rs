@@ -33,7 +33,8 @@ async fn every_reconcile_case_on_restart() {
     let mut lsn = 1;
     // Three flushed layers.
     for _ in 0..3 {
-        ts.ingest_acked(&mut model, lsn, 40, 10, 2000).await;
+        ts.ingest_acked(&mut model, lsn, 40, 10, LARGE_DELTA_BYTES)
+            .await;
         lsn += 40;
         ts.checkpoint().await;
     }
@@ -95,18 +96,7 @@ async fn every_reconcile_case_on_restart() {
     );
 
     // Every page reads back; the removed and missing layers are fetched on demand.
-    for k in 0..10 {
-        for l in [40u64, 80, 120] {
-            let (s, body) = ts.page(Key::from_u128(k), Lsn(l)).await;
-            match model.page(Key::from_u128(k), Lsn(l)) {
-                Some(p) => {
-                    assert_eq!(s, StatusCode::OK);
-                    assert!(body == p, "({k}, {l})");
-                }
-                None => assert_eq!(s, StatusCode::NOT_FOUND),
-            }
-        }
-    }
+    check_pages(&ts, &model, 10, &[40, 80, 120]).await;
     let now = names(&tl_dir);
     assert!(
         now.contains(&layers[1]) && now.contains(&layers[2]),
@@ -125,7 +115,7 @@ async fn a_corrupt_local_layer_of_the_right_size_is_fetched_again() {
     ts.setup().await;
     let model = {
         let mut m = Model::default();
-        ts.ingest_acked(&mut m, 1, 50, 8, 2000).await;
+        ts.ingest_acked(&mut m, 1, 50, 8, LARGE_DELTA_BYTES).await;
         m
     };
     ts.checkpoint().await;

@@ -48,7 +48,8 @@ async fn reset_during_ingest_and_paused_compaction() {
     ts.setup().await;
     let (mut model, mut lsn) = (Model::default(), 1u64);
     for _ in 0..3 {
-        ts.ingest_acked(&mut model, lsn, 30, KEYS, 2000).await;
+        ts.ingest_acked(&mut model, lsn, 30, KEYS, LARGE_DELTA_BYTES)
+            .await;
         lsn += 30;
         ts.checkpoint().await;
     }
@@ -60,7 +61,7 @@ async fn reset_during_ingest_and_paused_compaction() {
         async move {
             let mut answers = Vec::new();
             for i in 0..20u64 {
-                let recs = records(10_000 + i * 10, 10, KEYS, 40, 0);
+                let recs = records(10_000 + i * 10, 10, KEYS, SMALL_DELTA_BYTES, 0);
                 answers.push(ts.ingest(&recs).await.0);
             }
             answers
@@ -130,7 +131,8 @@ async fn reset_during_ingest_and_paused_compaction() {
     check(&ts, &model, &[10, 45, acked]).await;
 
     // Ingest resumes from the acknowledged LSN.
-    ts.ingest_acked(&mut model, acked + 1, 20, KEYS, 40).await;
+    ts.ingest_acked(&mut model, acked + 1, 20, KEYS, SMALL_DELTA_BYTES)
+        .await;
     ts.checkpoint().await;
 
     // 3. drop_cache: every local layer goes, and comes back on demand.

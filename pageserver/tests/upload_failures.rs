@@ -77,7 +77,8 @@ async fn uploads_retry_in_order_and_never_block_ingest() {
         ("upload-index-after", "2*return"),
     ] {
         configure(failpoint, actions).unwrap();
-        ts.ingest_acked(&mut model, lsn, 30, 6, 40).await;
+        ts.ingest_acked(&mut model, lsn, 30, 6, SMALL_DELTA_BYTES)
+            .await;
         lsn += 30;
         let before = ts.info().await["remote_consistent_lsn"].clone();
         let checkpoint = {
@@ -107,7 +108,7 @@ async fn uploads_retry_in_order_and_never_block_ingest() {
             seen_error,
             "{failpoint}: the failure is reported in timeline info"
         );
-        let more = with_bases(records(lsn, 5, 6, 40, 0), &model);
+        let more = with_bases(records(lsn, 5, 6, SMALL_DELTA_BYTES, 0), &model);
         assert_eq!(
             ts.ingest(&more).await.0,
             StatusCode::OK,

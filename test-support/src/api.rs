@@ -2,6 +2,10 @@
 //! server: in process through the router (`pageserver`'s tests) or over loopback to the real
 //! binary (`test_runner`). A suite's server type implements [`PageApi`]; everything else here
 //! is written once on top of it.
+//!
+//! Invariant: a check compares the server's answer with the model and nothing else; any
+//! answer but the model's page with 200, or 404 where the model has no record, fails it
+//! (a 500, a connection failure as status 0, or a wrong page alike).
 
 use crate::model::{Model, ingest_body};
 use bytes::Bytes;
@@ -76,24 +80,29 @@ pub fn lsn_of(v: &serde_json::Value, field: &str) -> Lsn {
 }
 
 /// Reads `key` at `lsn` and compares with the model: the page, or 404 where the model has
-/// no record.
-pub async fn check_page(api: &impl PageApi, model: &Model, key: Key, lsn: Lsn) {
+/// no record. A failure names `when` (what the suite was doing; may be empty), the point and
+/// the server's answer.
+pub async fn check_page(api: &impl PageApi, model: &Model, key: Key, lsn: Lsn, when: &str) {
     let (status, body) = page(api, key, lsn).await;
+    let answer = || {
+        if status == 200 {
+            format!("200 with {} bytes", body.len())
+        } else {
+            format!("{status} {}", String::from_utf8_lossy(&body))
+        }
+    };
     match model.page(key, lsn) {
         Some(want) => {
-            assert_eq!(
-                status,
-                200,
-                "({key}, {lsn}): the model has a page; the server: {}",
-                String::from_utf8_lossy(&body)
+            assert!(
+                status == 200 && body == want,
+                "{when} ({key}, {lsn}): the model has a page the server does not return: {}",
+                answer()
             );
-            assert!(body == want, "({key}, {lsn}) differs from the model");
         }
-        None => assert_eq!(
-            status,
-            404,
-            "({key}, {lsn}): the model has no record; the server: {} bytes",
-            body.len()
+        None => assert!(
+            status == 404,
+            "{when} ({key}, {lsn}): the model has no record; the server: {}",
+            answer()
         ),
     }
 }
@@ -102,7 +111,7 @@ pub async fn check_page(api: &impl PageApi, model: &Model, key: Key, lsn: Lsn) {
 pub async fn check_pages(api: &impl PageApi, model: &Model, keys: u128, lsns: &[u64]) {
     for k in 0..keys {
         for &l in lsns {
-            check_page(api, model, Key::from_u128(k), Lsn(l)).await;
+            check_page(api, model, Key::from_u128(k), Lsn(l), "").await;
         }
     }
 }
@@ -136,7 +145,7 @@ pub async fn check_versions_between(
         points.extend((0..keys).map(|k| (Key::from_u128(k), from)));
     }
     for &(key, lsn) in &points {
-        check_page(api, model, key, lsn).await;
+        check_page(api, model, key, lsn, "").await;
     }
     points.len()
 }

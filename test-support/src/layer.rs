@@ -1,5 +1,6 @@
 //! The set-up of the layer-file tests: both I/O engines, a delta layer writer, and the model
-//! of what a layer's `get` returns.
+//! of what a layer's `get` returns. The engines are both real (no mock): a machine without
+//! io_uring fails these tests rather than skipping half of them.
 
 use layer_format::io::{EngineChoice, IoEngine, open_engine};
 use layer_format::name::Generation;

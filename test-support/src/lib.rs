@@ -16,7 +16,7 @@
 //! so the model shares no code with the server it checks, and the server's own tests can use
 //! it.
 #![forbid(unsafe_code)]
-#![allow(
+#![expect(
     clippy::unwrap_used,
     reason = "test support: a failure is the test's failure"
 )]
@@ -33,3 +33,32 @@ pub mod workload;
 pub use model::Model;
 pub use report::report;
 pub use rng::{Rng, env_u64, seed};
+
+#[cfg(test)]
+mod tests {
+    /// The oracle shares no code with the server: this crate depends on no server crate, and
+    /// the page model takes only types from the format crate (no decoding, redo or encoding).
+    #[test]
+    fn the_model_depends_on_the_formats_types_only() {
+        let manifest = include_str!("../Cargo.toml");
+        let deps = manifest
+            .split("[dependencies]")
+            .nth(1)
+            .and_then(|rest| rest.split("\n[").next())
+            .unwrap();
+        assert!(
+            !deps.contains("pageserver"),
+            "test-support depends on the server"
+        );
+        let model = include_str!("model.rs");
+        let uses: Vec<&str> = model
+            .match_indices("layer_format::")
+            .map(|(at, _)| model[at..].split([';', '\n']).next().unwrap())
+            .collect();
+        assert_eq!(
+            uses,
+            ["layer_format::{Key, Lsn, Record, Value}"],
+            "model.rs may use the format's types only"
+        );
+    }
+}

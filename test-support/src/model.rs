@@ -264,7 +264,8 @@ pub fn encode_wire(body: &mut Vec<u8>, key: [u8; 16], lsn: u64, kind: u8, payloa
     body.extend_from_slice(&key);
     body.extend_from_slice(&lsn.to_be_bytes());
     body.push(kind);
-    body.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    let len = u32::try_from(payload.len()).expect("a payload below 4 GiB");
+    body.extend_from_slice(&len.to_be_bytes());
     body.extend_from_slice(payload);
 }
 

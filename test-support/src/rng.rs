@@ -28,7 +28,10 @@ impl Rng {
     }
 
     /// The next number.
-    #[allow(clippy::should_implement_trait)]
+    #[expect(
+        clippy::should_implement_trait,
+        reason = "a generator that never ends is not an Iterator a caller should chain"
+    )]
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;

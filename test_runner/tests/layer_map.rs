@@ -25,21 +25,9 @@ use test_support::workload::workload;
 
 const KEYS: u128 = 64;
 
-/// A xorshift generator: the whole schedule and configuration follow from the seed.
 /// Reads `(key, lsn)` and compares with the model: the page, or 404 where the model has none.
 async fn check(ps: &Pageserver, model: &Model, key: Key, lsn: Lsn, when: &str) {
-    match (ps.page(key, lsn).await, model.page(key, lsn)) {
-        (Ok(got), Some(want)) => assert!(
-            got == want,
-            "{when}: page {key} at {lsn} differs from the model"
-        ),
-        (Err(e), None) if e.status == 404 => {}
-        (got, want) => panic!(
-            "{when}: page {key} at {lsn}: server {:?}, model has a page: {}",
-            got.map(|b| b.len()),
-            want.is_some()
-        ),
-    }
+    test_support::api::check_page(ps, model, key, lsn, when).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -86,16 +86,15 @@ async fn soak(backend: Backend, default_ops: u64) {
     let mut model = Model::default();
     let mut history = History::default();
     let (mut lsn, mut acked) = (1u64, Lsn(0));
-    let mut x = seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
+    // The operations' stream, apart from the settings' stream.
+    let mut ops_rng = test_support::Rng::new(seed ^ 0x2545_f491_4f6c_dd1d);
     // Counted when they did something: checkpoints that were acknowledged (and those that
     // gave up, apart), compactions that compacted, GCs that removed layers.
     let (mut ingests, mut checkpoints, mut compactions, mut gcs, mut observed) = (0, 0, 0, 0, 0);
     let (mut checkpoints_gave_up, mut idle_compactions, mut idle_gcs) = (0, 0, 0);
     let (mut single, mut several, mut removed) = (0, 0, 0);
     for _ in 0..ops {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = ops_rng.next();
         match x % 20 {
             0..=11 => {
                 let recs = workload(&model, lsn, 25, KEYS, x);

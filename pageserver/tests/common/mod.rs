@@ -21,7 +21,7 @@ use tower::ServiceExt;
 
 pub use test_support::Model;
 pub use test_support::api::{TENANT, TIMELINE, check_pages};
-pub use test_support::workload::{records, with_bases};
+pub use test_support::workload::{LARGE_DELTA_BYTES, SMALL_DELTA_BYTES, records, with_bases};
 
 pub struct TestServer {
     pub server: Arc<PageServer>,
@@ -104,7 +104,7 @@ impl TestServer {
         (status, serde_json::from_slice(&b).expect("JSON answer"))
     }
 
-    /// Ingests `count` records from `first_lsn` over `keys` keys, with deltas of `delta_len`
+    /// Ingests `count` records from `first_lsn` over `keys` keys, with deltas of `delta_bytes`
     /// bytes and every chain starting with a base; asserts they are acknowledged and adds them
     /// to `model`.
     pub async fn ingest_acked(
@@ -113,9 +113,9 @@ impl TestServer {
         first_lsn: u64,
         count: u64,
         keys: u128,
-        delta_len: usize,
+        delta_bytes: usize,
     ) -> Vec<Record> {
-        let recs = with_bases(records(first_lsn, count, keys, delta_len, 0), model);
+        let recs = with_bases(records(first_lsn, count, keys, delta_bytes, 0), model);
         let (status, answer) = self.ingest(&recs).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         model.add(&recs);

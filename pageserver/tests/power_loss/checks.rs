@@ -97,7 +97,10 @@ pub(super) async fn check_timeline(
     // The next ingest, flush with upload, and compaction succeed.
     let next = remote.0 + 1;
     // Bases from what the recovered timeline holds: records above it were lost with the crash.
-    let recs = with_bases(records(next, 12, KEYS, 40, 0), &model.upto(remote));
+    let recs = with_bases(
+        records(next, 12, KEYS, SMALL_DELTA_BYTES, 0),
+        &model.upto(remote),
+    );
     if let Err(e) = timeline.ingest(recs.clone(), None).await {
         bad.push(format!("ingest after recovery: {e:?}"));
     } else if let Err(e) = timeline.checkpoint().await {
