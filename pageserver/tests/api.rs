@@ -1,6 +1,5 @@
 //! The HTTP API end to end, in process: create, ingest, read back against a model at several
 //! LSNs, checkpoint, restart, read back; bad input rejected with no change.
-#![cfg(feature = "testing")]
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"
@@ -98,12 +97,12 @@ async fn bad_ingest_bodies_are_rejected_whole() {
     let before = ts.info().await;
 
     let good = with_bases(records(21, 10, 5, SMALL_DELTA_BYTES, 0), &model);
-    let body = pageserver::http::wire::encode(&good);
+    let body = test_support::model::ingest_body(&good);
     let mut cases: Vec<(Vec<u8>, &str)> = vec![
         (Vec::new(), "empty body"),
         (body[..body.len() - 1].to_vec(), "runs past the end"),
         (
-            pageserver::http::wire::encode(&records(5, 3, 5, SMALL_DELTA_BYTES, 0)),
+            test_support::model::ingest_body(&records(5, 3, 5, SMALL_DELTA_BYTES, 0)),
             "not above the timeline's last_record_lsn",
         ),
     ];

@@ -16,11 +16,11 @@ mod common;
 
 use common::{LARGE_DELTA_BYTES, Model, SMALL_DELTA_BYTES, TENANT, TIMELINE, records, with_bases};
 use layer_format::{Key, Lsn};
-use pageserver::http::wire::encode as encode_ingest;
 use pageserver::timeline::Record;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use test_support::model::ingest_body as encode_ingest;
 
 /// A pageserver binary on a free loopback port, restartable on the same work directory.
 struct Binary {

@@ -1,7 +1,6 @@
 //! Creating a timeline when its first index put failed after the object landed (#13): the
 //! retry used to answer 409 forever ("exists in remote storage"). A retry now adopts the empty
 //! index of its own generation; a timeline of another generation is still a conflict.
-#![cfg(feature = "testing")]
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"
@@ -127,7 +126,7 @@ async fn a_retried_creation_adopts_its_own_landed_index() {
         &server,
         Method::POST,
         &format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}/ingest"),
-        pageserver::http::wire::encode(&recs),
+        test_support::model::ingest_body(&recs),
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b:?}");

@@ -2,7 +2,6 @@
 //! layer at `disk_consistent_lsn`; GC then removes the layers every read at or above its cutoff
 //! can do without, records the cutoff in the index (kept across restarts), refuses reads below
 //! it, and deletes the removed objects remotely after the index upload.
-#![cfg(feature = "testing")]
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"

@@ -2,7 +2,6 @@
 //! layers not in the index are removed, a layer whose size does not match is removed and
 //! fetched again, a layer missing locally is fetched on demand, an unrecognised file goes to
 //! `lost+found/`; the timeline loads and every page reads back.
-#![cfg(feature = "testing")]
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"

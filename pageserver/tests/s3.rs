@@ -4,7 +4,6 @@
 //!
 //! Uses the server named by `PAGESERVER_TEST_S3_ENDPOINT` (as `scripts/test` sets it), or
 //! starts one for this test binary.
-#![cfg(feature = "testing")]
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"

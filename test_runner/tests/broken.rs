@@ -16,11 +16,11 @@
 )]
 
 use layer_format::{Key, Lsn};
-use pageserver::http::wire::encode as encode_ingest;
 use pageserver::timeline::Record;
 use reqwest::Method;
 use test_runner::remote::{Backend, Remote};
 use test_runner::server::{Pageserver, TENANT, TIMELINE, lsn_of};
+use test_support::model::ingest_body as encode_ingest;
 
 const OTHER_TIMELINE: &str = "11111111111111111111111111111111";
 const OTHER_TENANT: &str = "22222222222222222222222222222222";

@@ -20,12 +20,13 @@
 
 use bytes::Bytes;
 use layer_format::{Key, Lsn};
-use pageserver::http::wire::{decode as decode_ingest, encode as encode_ingest};
+use pageserver::http::wire::decode as decode_ingest;
 use pageserver::timeline::Record;
 use reqwest::Method;
 use std::collections::{BTreeMap, HashSet};
 use test_runner::server::Pageserver;
 use test_support::Rng;
+use test_support::model::ingest_body as encode_ingest;
 
 const TENANTS: [&str; 2] = [
     "0123456789abcdef0123456789abcdef",

@@ -8,11 +8,11 @@
 //! deadline and the store's delay) are drawn per seed: `SHUTDOWN_SEED=N` replays one.
 
 use layer_format::Lsn;
-use pageserver::http::wire::encode as encode_ingest;
 use std::time::{Duration, Instant};
 use test_runner::server::{Pageserver, check_versions_between, lsn_of};
 use test_support::Model;
 use test_support::Rng;
+use test_support::model::ingest_body as encode_ingest;
 use test_support::workload::workload;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
