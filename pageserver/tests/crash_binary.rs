@@ -14,12 +14,14 @@
 
 mod common;
 
+use bytes::Bytes;
 use common::{LARGE_DELTA_BYTES, Model, SMALL_DELTA_BYTES, TENANT, TIMELINE, records, with_bases};
-use layer_format::{Key, Lsn};
+use layer_format::Lsn;
 use pageserver::timeline::Record;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use test_support::api::PageApi;
 use test_support::model::ingest_body as encode_ingest;
 
 /// A pageserver binary on a free loopback port, restartable on the same work directory.
@@ -102,7 +104,8 @@ impl Binary {
         panic!("server did not start");
     }
 
-    async fn send(
+    /// A request whose answer must be a JSON success.
+    async fn json(
         &self,
         method: reqwest::Method,
         url: String,
@@ -122,24 +125,13 @@ impl Binary {
     }
 
     async fn setup(&self) {
-        let base = self.base();
-        self.send(
-            reqwest::Method::POST,
-            format!("{base}/v1/tenant"),
-            format!("{{\"tenant_id\":\"{TENANT}\"}}"),
-        )
-        .await;
-        let url = format!("{base}/v1/tenant/{TENANT}/timeline");
-        self.send(
-            reqwest::Method::POST,
-            url,
-            format!("{{\"timeline_id\":\"{TIMELINE}\"}}"),
-        )
-        .await;
+        test_support::api::setup(self)
+            .await
+            .expect("tenant and timeline created");
     }
 
     async fn ingest(&self, records: &[Record]) {
-        self.send(
+        self.json(
             reqwest::Method::POST,
             self.tl("/ingest"),
             encode_ingest(records),
@@ -148,19 +140,28 @@ impl Binary {
     }
 
     async fn put(&self, rest: &str) -> serde_json::Value {
-        self.send(reqwest::Method::PUT, self.tl(rest), "").await
+        self.json(reqwest::Method::PUT, self.tl(rest), "").await
     }
 
     async fn check(&self, model: &Model, keys: u128, lsns: &[u64]) {
-        for k in 0..keys {
-            for &l in lsns {
-                let url = self.tl(&format!("/page?key={}&lsn={}", Key::from_u128(k), Lsn(l)));
-                let r = self.client.get(url).send().await.unwrap();
-                match model.page(Key::from_u128(k), Lsn(l)) {
-                    Some(p) => assert_eq!(r.bytes().await.unwrap(), p, "({k}, {l})"),
-                    None => assert_eq!(r.status(), 404, "({k}, {l})"),
-                }
+        test_support::api::check_pages(self, model, keys, lsns).await;
+    }
+}
+
+impl PageApi for Binary {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, Bytes) {
+        match self
+            .client
+            .request(method, format!("{}{path}", self.base()))
+            .body(body)
+            .send()
+            .await
+        {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.bytes().await.unwrap_or_default())
             }
+            Err(e) => (0, Bytes::from(e.to_string())),
         }
     }
 }
@@ -184,7 +185,7 @@ async fn exit_after_publish_then_restart() {
     let second = with_bases(records(101, 50, 8, SMALL_DELTA_BYTES, 0), &model);
     ps.ingest(&second).await;
     let url = format!("{}/v1/failpoints", ps.base());
-    ps.send(
+    ps.json(
         reqwest::Method::PUT,
         url,
         r#"[{"name":"flush-after-publish","actions":"exit"}]"#,
@@ -207,7 +208,7 @@ async fn exit_after_publish_then_restart() {
 
     // Second run, with FAILPOINTS set at start to a harmless action: the stray layer is gone.
     let mut child = ps.start(Some("upload-layer-after=off")).await;
-    let info = ps.send(reqwest::Method::GET, ps.tl(""), "").await;
+    let info = ps.json(reqwest::Method::GET, ps.tl(""), "").await;
     for f in [
         "last_record_lsn",
         "disk_consistent_lsn",
